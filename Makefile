@@ -1,0 +1,33 @@
+# Two commands: `make demo` runs the platform with demo data; `make test` runs the suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Tests always run on PostgreSQL and the real Redis broker.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/casino
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: demo test lint format bench
+
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements.txt
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py load_demo
+	@echo "Platform: http://127.0.0.1:8000  admin: /admin/  API docs: /api/docs/"
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+test: $(VENV)/.installed
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .

@@ -1,0 +1,29 @@
+from django.conf import settings
+from django.db import migrations
+
+TASK = "wallets.tasks.roll_up_system_balances"
+
+
+def schedule(apps, schema_editor):
+    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
+    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
+    every, _ = IntervalSchedule.objects.get_or_create(
+        every=settings.LEDGER_ROLLUP_INTERVAL_SECONDS, period="seconds"
+    )
+    PeriodicTask.objects.get_or_create(
+        name="Roll up system account balances",
+        defaults={"task": TASK, "interval": every},
+    )
+
+
+def unschedule(apps, schema_editor):
+    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(task=TASK).delete()
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("wallets", "0002_seed_currencies_and_append_only_ledger"),
+        ("django_celery_beat", "0019_alter_periodictasks_options"),
+    ]
+
+    operations = [migrations.RunPython(schedule, unschedule)]

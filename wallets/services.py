@@ -1,0 +1,724 @@
+"""Every write to the ledger goes through this module.
+
+Each money-moving service is atomic and idempotent by key: it validates, then hands
+`_post_entry` a list of legs. `_post_entry` inserts the entry first, so a second request with
+the same key waits on the unique index and then replays the stored result instead of moving
+money twice; then it moves checked (player) balances with one conditional UPDATE per account,
+in account-id order so two entries touching the same accounts can never deadlock; then it
+writes the postings. Rolled-up (system) accounts are never locked: see `BalanceDelta`.
+"""
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+
+from .currencies import SEEDED_CURRENCIES
+from .errors import (
+    BadPrecision,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidReversal,
+    InvalidStatusChange,
+    MissingReason,
+    NonPositiveAmount,
+    PlayerBlocked,
+    UnbalancedEntry,
+    UnknownCurrency,
+)
+from .models import (
+    Account,
+    BalanceDelta,
+    Currency,
+    JournalEntry,
+    Player,
+    PlayerStatusChange,
+    Posting,
+)
+
+Kind = Account.Kind
+EntryKind = JournalEntry.Kind
+
+# --- currencies and amounts ---------------------------------------------------------------
+
+_exponents: dict[str, int] = {}
+
+
+def currency_exponent(code: str) -> int:
+    """A currency's exponent never changes once created, so one read per process is enough."""
+    if code not in _exponents:
+        exponent = Currency.objects.filter(code=code).values_list("exponent", flat=True).first()
+        if exponent is None:
+            raise UnknownCurrency(f"Unknown currency {code!r}.", currency=code)
+        _exponents[code] = exponent
+    return _exponents[code]
+
+
+def minor_unit(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-currency_exponent(currency))
+
+
+def quantize_money(amount: Decimal, currency: str) -> Decimal:
+    """For display and storage of amounts already known to be exact in the currency."""
+    return amount.quantize(minor_unit(currency))
+
+
+def validate_amount(amount, currency: str, *, allow_negative: bool = False) -> Decimal:
+    """Return `amount` as a Decimal quantized to the currency's exponent.
+
+    More decimals than the currency has is refused, never rounded.
+    """
+    try:
+        value = Decimal(str(amount)) if not isinstance(amount, Decimal) else amount
+    except InvalidOperation:
+        raise NonPositiveAmount(f"{amount!r} is not an amount.", amount=str(amount)) from None
+    if not value.is_finite():
+        raise NonPositiveAmount(f"{amount!r} is not an amount.", amount=str(amount))
+    quantized = quantize_money(value, currency)
+    if quantized != value:
+        exponent = currency_exponent(currency)
+        raise BadPrecision(
+            f"{currency} allows {exponent} decimals; {value} has more.",
+            currency=currency,
+            exponent=exponent,
+            amount=str(value),
+        )
+    if quantized == 0 or (quantized < 0 and not allow_negative):
+        raise NonPositiveAmount(f"Amount must be positive, got {value}.", amount=str(value))
+    return quantized
+
+
+def seed_currencies() -> None:
+    """Create the platform's currencies if missing (the migration does this too)."""
+    Currency.objects.bulk_create(
+        [Currency(code=c, name=n, exponent=e, is_crypto=k) for c, n, e, k in SEEDED_CURRENCIES],
+        ignore_conflicts=True,
+    )
+
+
+# --- players ------------------------------------------------------------------------------
+
+
+def register_player(
+    *,
+    external_id: str,
+    email: str = "",
+    first_name: str = "",
+    last_name: str = "",
+    date_of_birth=None,
+    country: str = "",
+) -> Player:
+    """Create the player, or update the profile fields of the one with this external id."""
+    player, _ = Player.objects.update_or_create(
+        external_id=external_id,
+        defaults={
+            "email": email,
+            "first_name": first_name,
+            "last_name": last_name,
+            "date_of_birth": date_of_birth,
+            "country": country.upper(),
+        },
+    )
+    return player
+
+
+def _change_player_status(*, player: Player, to_status: str, allowed_from, actor, reason: str):
+    if not reason.strip():
+        raise MissingReason("A status change needs a reason.")
+    with transaction.atomic():
+        locked = Player.objects.select_for_update().get(pk=player.pk)
+        if locked.status not in allowed_from:
+            raise InvalidStatusChange(
+                f"Cannot move a {locked.status} player to {to_status}.",
+                status=locked.status,
+            )
+        PlayerStatusChange.objects.create(
+            player=locked,
+            from_status=locked.status,
+            to_status=to_status,
+            actor=actor,
+            reason=reason,
+        )
+        locked.status = to_status
+        locked.save(update_fields=["status"])
+    player.status = to_status
+    return locked
+
+
+def freeze_player(*, player: Player, actor, reason: str) -> Player:
+    """Stop a player's deposits, bets, withdrawals and conversions; wins still pay out."""
+    S = Player.Status
+    return _change_player_status(
+        player=player, to_status=S.FROZEN, allowed_from=[S.ACTIVE], actor=actor, reason=reason
+    )
+
+
+def unfreeze_player(*, player: Player, actor, reason: str) -> Player:
+    S = Player.Status
+    return _change_player_status(
+        player=player, to_status=S.ACTIVE, allowed_from=[S.FROZEN], actor=actor, reason=reason
+    )
+
+
+def close_player(*, player: Player, actor, reason: str) -> Player:
+    S = Player.Status
+    return _change_player_status(
+        player=player,
+        to_status=S.CLOSED,
+        allowed_from=[S.ACTIVE, S.FROZEN],
+        actor=actor,
+        reason=reason,
+    )
+
+
+# --- accounts -----------------------------------------------------------------------------
+
+
+def open_wallet(*, player: Player, currency: str) -> dict[str, Account]:
+    """Make sure the player has cash, bonus and hold accounts in `currency`; return them by kind."""
+    currency_exponent(currency)
+    Account.objects.bulk_create(
+        [Account(owner=player, currency_id=currency, kind=kind) for kind in Account.PLAYER_KINDS],
+        ignore_conflicts=True,
+    )
+    return {a.kind: a for a in Account.objects.filter(owner=player, currency_id=currency)}
+
+
+def system_account(*, kind: str, currency: str, system_code: str = "") -> Account:
+    currency_exponent(currency)
+    account, _ = Account.objects.get_or_create(
+        owner=None,
+        kind=kind,
+        currency_id=currency,
+        system_code=system_code,
+        defaults={"allows_negative": True},
+    )
+    return account
+
+
+@dataclass(frozen=True)
+class _Wallet:
+    player: Player
+    accounts: dict[str, Account]
+    system: Account | None
+
+
+def _wallet(
+    *,
+    player: Player,
+    currency: str,
+    system_kind: str | None = None,
+    system_code: str = "",
+    active_only: bool,
+) -> _Wallet:
+    """Load the player's accounts in `currency` and (optionally) one system account in a single
+    query, creating whatever is missing. The player's status is read fresh with them."""
+    wanted = Q(owner=player, currency_id=currency)
+    if system_kind:
+        wanted |= Q(owner=None, currency_id=currency, kind=system_kind, system_code=system_code)
+    accounts = list(Account.objects.filter(wanted).select_related("owner"))
+    if len(accounts) < len(Account.PLAYER_KINDS) + bool(system_kind):
+        open_wallet(player=player, currency=currency)
+        if system_kind:
+            system_account(kind=system_kind, currency=currency, system_code=system_code)
+        accounts = list(Account.objects.filter(wanted).select_related("owner"))
+    by_kind = {a.kind: a for a in accounts if a.owner_id}
+    system = next((a for a in accounts if a.owner_id is None), None)
+    fresh_player = by_kind[Kind.PLAYER_CASH].owner
+    if active_only and fresh_player.status != Player.Status.ACTIVE:
+        raise PlayerBlocked(
+            f"Player {fresh_player.external_id} is {fresh_player.status}.",
+            status=fresh_player.status,
+        )
+    return _Wallet(player=fresh_player, accounts=by_kind, system=system)
+
+
+# --- the posting engine --------------------------------------------------------------------
+
+
+def _fingerprint(request: dict) -> str:
+    canonical = json.dumps(request, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _move_checked_balance(account: Account, amount: Decimal) -> Decimal:
+    """Add `amount` to a player account unless that would take it below zero.
+
+    One conditional UPDATE both checks and writes, and takes the row lock for the rest of the
+    transaction: there is no window between reading the balance and writing it.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Account._meta.db_table} SET balance = balance + %s "
+            "WHERE id = %s AND balance + %s >= 0 RETURNING balance",
+            [amount, account.pk, amount],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        available = Account.objects.filter(pk=account.pk).values_list("balance", flat=True).get()
+        available = quantize_money(available, account.currency_id)
+        raise InsufficientFunds(
+            f"{account.get_kind_display()} holds {available} {account.currency_id}; "
+            f"{-amount} needed.",
+            balance=str(available),
+            currency=account.currency_id,
+            required=str(-amount),
+        )
+    # SQLite (demo only) hands numbers back as floats.
+    return quantize_money(Decimal(str(row[0])), account.currency_id)
+
+
+def _write_entry(
+    *, kind, legs, idempotency_key, request_hash, external_reference, metadata, actor, reverses
+) -> JournalEntry:
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for account, amount in legs:
+        totals[account.currency_id] += amount
+    if any(totals.values()):
+        raise UnbalancedEntry(totals={c: str(t) for c, t in totals.items()})
+
+    entry = JournalEntry.objects.create(
+        kind=kind,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        external_reference=external_reference,
+        metadata=metadata or {},
+        actor=actor,
+        reverses=reverses,
+    )
+    balances_after: dict[int, Decimal] = {}
+    for index, (account, amount) in sorted(enumerate(legs), key=lambda leg: leg[1][0].pk):
+        if not account.is_rolled_up:
+            balances_after[index] = _move_checked_balance(account, amount)
+    Posting.objects.bulk_create(
+        [
+            Posting(
+                entry=entry, account=account, amount=amount, balance_after=balances_after.get(i)
+            )
+            for i, (account, amount) in enumerate(legs)
+        ]
+    )
+    deltas = [BalanceDelta(account=a, amount=amount) for a, amount in legs if a.is_rolled_up]
+    if deltas:
+        BalanceDelta.objects.bulk_create(deltas)
+    return entry
+
+
+def post_entry(
+    *,
+    kind: str,
+    legs: list[tuple[Account, Decimal]],
+    idempotency_key: str,
+    request: dict,
+    external_reference: str = "",
+    metadata: dict | None = None,
+    actor=None,
+    reverses: JournalEntry | None = None,
+) -> JournalEntry:
+    """Write one balanced entry, or return the one already written under `idempotency_key`.
+
+    `request` describes the caller's request; a replay whose request differs is refused with
+    IdempotencyConflict. Legs on player accounts are checked (never below zero); legs on
+    system accounts are rolled up later. Callable inside an outer transaction (it uses a
+    savepoint).
+    """
+    if not idempotency_key:
+        raise MissingReason("An idempotency key is required.")
+    request_hash = _fingerprint({"kind": kind, **request})
+    try:
+        with transaction.atomic():
+            return _write_entry(
+                kind=kind,
+                legs=legs,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+                external_reference=external_reference,
+                metadata=metadata,
+                actor=actor,
+                reverses=reverses,
+            )
+    except IntegrityError:
+        # The key's unique index made us wait for the first request; it committed, so this
+        # is a replay. Any other integrity failure is not ours to hide.
+        existing = _replayed_or_none(idempotency_key, request_hash)
+        if existing is None:
+            if reverses is not None:
+                raise InvalidReversal(f"Entry {reverses.pk} has already been reversed.") from None
+            raise
+        return existing
+
+
+def _replayed_or_none(idempotency_key: str, request_hash: str) -> JournalEntry | None:
+    existing = JournalEntry.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None and existing.request_hash != request_hash:
+        raise IdempotencyConflict(
+            f"Idempotency key {idempotency_key!r} was used for a different request.",
+            idempotency_key=idempotency_key,
+            entry_id=existing.pk,
+        )
+    return existing
+
+
+def _simple_transfer(
+    *,
+    kind: str,
+    player: Player,
+    currency: str,
+    amount,
+    debit_kind: str,
+    credit_kind: str,
+    system_kind: str | None,
+    system_code: str = "",
+    active_only: bool,
+    idempotency_key: str,
+    external_reference: str = "",
+    metadata: dict | None = None,
+    actor=None,
+) -> JournalEntry:
+    """Move `amount` from the account of `debit_kind` to the one of `credit_kind`, where each
+    is either a player account kind or the system account of `system_kind`."""
+    amount = validate_amount(amount, currency)
+    wallet = _wallet(
+        player=player,
+        currency=currency,
+        system_kind=system_kind,
+        system_code=system_code,
+        active_only=active_only,
+    )
+
+    def account(kind_: str) -> Account:
+        return wallet.system if kind_ == system_kind else wallet.accounts[kind_]
+
+    return post_entry(
+        kind=kind,
+        legs=[(account(debit_kind), -amount), (account(credit_kind), amount)],
+        idempotency_key=idempotency_key,
+        request={
+            "player": player.pk,
+            "currency": currency,
+            "amount": str(amount),
+            "system": system_code,
+            "reference": external_reference,
+        },
+        external_reference=external_reference,
+        metadata=metadata,
+        actor=actor,
+    )
+
+
+# --- money-moving services -----------------------------------------------------------------
+
+
+def credit_deposit(
+    *,
+    player: Player,
+    currency: str,
+    amount,
+    provider_code: str,
+    idempotency_key: str,
+    external_reference: str = "",
+    metadata: dict | None = None,
+) -> JournalEntry:
+    """Credit the player's cash with money a payment provider collected (clearing → cash)."""
+    return _simple_transfer(
+        kind=EntryKind.DEPOSIT,
+        player=player,
+        currency=currency,
+        amount=amount,
+        debit_kind=Kind.PROVIDER_CLEARING,
+        credit_kind=Kind.PLAYER_CASH,
+        system_kind=Kind.PROVIDER_CLEARING,
+        system_code=provider_code,
+        active_only=True,
+        idempotency_key=idempotency_key,
+        external_reference=external_reference,
+        metadata=metadata,
+    )
+
+
+def hold_withdrawal(
+    *,
+    player: Player,
+    currency: str,
+    amount,
+    idempotency_key: str,
+    external_reference: str = "",
+    metadata: dict | None = None,
+) -> JournalEntry:
+    """Move money the player asked to withdraw from cash into the withdrawal hold."""
+    return _simple_transfer(
+        kind=EntryKind.WITHDRAWAL_HOLD,
+        player=player,
+        currency=currency,
+        amount=amount,
+        debit_kind=Kind.PLAYER_CASH,
+        credit_kind=Kind.PLAYER_HOLD,
+        system_kind=None,
+        active_only=True,
+        idempotency_key=idempotency_key,
+        external_reference=external_reference,
+        metadata=metadata,
+    )
+
+
+def release_hold(
+    *,
+    player: Player,
+    currency: str,
+    amount,
+    idempotency_key: str,
+    external_reference: str = "",
+    metadata: dict | None = None,
+) -> JournalEntry:
+    """Give held money back to cash (withdrawal rejected, cancelled or failed)."""
+    return _simple_transfer(
+        kind=EntryKind.WITHDRAWAL_RELEASE,
+        player=player,
+        currency=currency,
+        amount=amount,
+        debit_kind=Kind.PLAYER_HOLD,
+        credit_kind=Kind.PLAYER_CASH,
+        system_kind=None,
+        active_only=False,
+        idempotency_key=idempotency_key,
+        external_reference=external_reference,
+        metadata=metadata,
+    )
+
+
+def settle_withdrawal(
+    *,
+    player: Player,
+    currency: str,
+    amount,
+    provider_code: str,
+    idempotency_key: str,
+    external_reference: str = "",
+    metadata: dict | None = None,
+) -> JournalEntry:
+    """The provider paid the player out: held money leaves to the provider's clearing account."""
+    return _simple_transfer(
+        kind=EntryKind.WITHDRAWAL_SETTLE,
+        player=player,
+        currency=currency,
+        amount=amount,
+        debit_kind=Kind.PLAYER_HOLD,
+        credit_kind=Kind.PROVIDER_CLEARING,
+        system_kind=Kind.PROVIDER_CLEARING,
+        system_code=provider_code,
+        active_only=False,
+        idempotency_key=idempotency_key,
+        external_reference=external_reference,
+        metadata=metadata,
+    )
+
+
+def debit_bet(
+    *,
+    player: Player,
+    currency: str,
+    amount,
+    idempotency_key: str,
+    game_code: str = "",
+    external_reference: str = "",
+    metadata: dict | None = None,
+) -> JournalEntry:
+    """Take a stake from the player's cash into the game house account."""
+    return _simple_transfer(
+        kind=EntryKind.BET,
+        player=player,
+        currency=currency,
+        amount=amount,
+        debit_kind=Kind.PLAYER_CASH,
+        credit_kind=Kind.GAME_HOUSE,
+        system_kind=Kind.GAME_HOUSE,
+        system_code=game_code,
+        active_only=True,
+        idempotency_key=idempotency_key,
+        external_reference=external_reference,
+        metadata=metadata,
+    )
+
+
+def credit_win(
+    *,
+    player: Player,
+    currency: str,
+    amount,
+    idempotency_key: str,
+    game_code: str = "",
+    external_reference: str = "",
+    metadata: dict | None = None,
+) -> JournalEntry:
+    """Pay a win from the game house to the player's cash. Paid to frozen players too:
+    the money is owed."""
+    return _simple_transfer(
+        kind=EntryKind.WIN,
+        player=player,
+        currency=currency,
+        amount=amount,
+        debit_kind=Kind.GAME_HOUSE,
+        credit_kind=Kind.PLAYER_CASH,
+        system_kind=Kind.GAME_HOUSE,
+        system_code=game_code,
+        active_only=False,
+        idempotency_key=idempotency_key,
+        external_reference=external_reference,
+        metadata=metadata,
+    )
+
+
+def reverse_bet(
+    *, bet_entry: JournalEntry, idempotency_key: str, metadata: dict | None = None
+) -> JournalEntry:
+    """Undo a bet with a mirror entry; the bet itself is never edited. A bet is reversed once."""
+    if bet_entry.kind != EntryKind.BET:
+        raise InvalidReversal(f"Entry {bet_entry.pk} is a {bet_entry.kind}, not a bet.")
+    request = {"reverses": bet_entry.pk}
+    replay = _replayed_or_none(
+        idempotency_key, _fingerprint({"kind": EntryKind.BET_REVERSAL, **request})
+    )
+    if replay is not None:
+        return replay
+    if JournalEntry.objects.filter(reverses=bet_entry).exists():
+        raise InvalidReversal(f"Bet {bet_entry.pk} has already been reversed.")
+    legs = [(p.account, -p.amount) for p in bet_entry.postings.select_related("account")]
+    return post_entry(
+        kind=EntryKind.BET_REVERSAL,
+        legs=legs,
+        idempotency_key=idempotency_key,
+        request=request,
+        external_reference=bet_entry.external_reference,
+        metadata=metadata,
+        reverses=bet_entry,
+    )
+
+
+def convert_currency(
+    *,
+    player: Player,
+    from_currency: str,
+    to_currency: str,
+    amount,
+    rate,
+    idempotency_key: str,
+    metadata: dict | None = None,
+) -> JournalEntry:
+    """Exchange between two of the player's own cash wallets at `rate` (to per from).
+
+    Both legs are one entry through the FX account of each currency, so each currency still
+    sums to zero. The bought amount is rounded down to its currency's minor unit: the
+    player never receives a fraction the house does not have.
+    """
+    if from_currency == to_currency:
+        raise UnknownCurrency("Conversion needs two different currencies.", currency=to_currency)
+    amount = validate_amount(amount, from_currency)
+    try:
+        rate = Decimal(str(rate))
+    except InvalidOperation:
+        raise NonPositiveAmount(f"{rate!r} is not a rate.") from None
+    if not rate.is_finite() or rate <= 0:
+        raise NonPositiveAmount(f"Rate must be positive, got {rate}.")
+    bought = (amount * rate).quantize(minor_unit(to_currency), ROUND_DOWN)
+    if bought <= 0:
+        raise NonPositiveAmount(f"{amount} {from_currency} buys nothing at {rate}.")
+    sold_side = _wallet(
+        player=player, currency=from_currency, system_kind=Kind.FX, active_only=True
+    )
+    bought_side = _wallet(
+        player=player, currency=to_currency, system_kind=Kind.FX, active_only=True
+    )
+    return post_entry(
+        kind=EntryKind.FX_CONVERSION,
+        legs=[
+            (sold_side.accounts[Kind.PLAYER_CASH], -amount),
+            (sold_side.system, amount),
+            (bought_side.system, -bought),
+            (bought_side.accounts[Kind.PLAYER_CASH], bought),
+        ],
+        idempotency_key=idempotency_key,
+        request={
+            "player": player.pk,
+            "from": from_currency,
+            "to": to_currency,
+            "amount": str(amount),
+            "rate": str(rate),
+        },
+        metadata={
+            "rate": str(rate),
+            "sold": str(amount),
+            "bought": str(bought),
+            **(metadata or {}),
+        },
+    )
+
+
+def adjust_balance(
+    *,
+    player: Player,
+    currency: str,
+    amount,
+    reason: str,
+    actor,
+    idempotency_key: str,
+    account_kind: str = Kind.PLAYER_CASH,
+) -> JournalEntry:
+    """An operator's correction: a signed amount on a player account against the manual
+    adjustment account. Needs a reason and an actor; can never take a player below zero."""
+    if not reason or not reason.strip() or actor is None:
+        raise MissingReason("A manual adjustment needs a reason and an actor.")
+    if account_kind not in Account.PLAYER_KINDS:
+        raise MissingReason(f"{account_kind} is not a player account kind.")
+    amount = validate_amount(amount, currency, allow_negative=True)
+    wallet = _wallet(
+        player=player, currency=currency, system_kind=Kind.MANUAL_ADJUSTMENT, active_only=False
+    )
+    return post_entry(
+        kind=EntryKind.MANUAL_ADJUSTMENT,
+        legs=[(wallet.accounts[account_kind], amount), (wallet.system, -amount)],
+        idempotency_key=idempotency_key,
+        request={
+            "player": player.pk,
+            "currency": currency,
+            "amount": str(amount),
+            "account": account_kind,
+            "reason": reason,
+        },
+        metadata={"reason": reason},
+        actor=actor,
+    )
+
+
+# --- housekeeping --------------------------------------------------------------------------
+
+
+def roll_up_system_balances(*, batch_size: int = 10_000) -> int:
+    """Fold pending system-account deltas into their balances; return how many were folded.
+
+    Only committed deltas are visible, and each one is deleted in the same transaction that
+    adds it to the balance, so a delta is counted exactly once even with entries being
+    written meanwhile or two roll-ups running at once (the second skips locked rows).
+    """
+    with transaction.atomic():
+        pending = list(
+            BalanceDelta.objects.select_for_update(skip_locked=True)
+            .order_by("id")
+            .values_list("id", "account_id", "amount")[:batch_size]
+        )
+        if not pending:
+            return 0
+        sums: dict[int, Decimal] = defaultdict(Decimal)
+        for _, account_id, amount in pending:
+            sums[account_id] += amount
+        for account_id in sorted(sums):
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {Account._meta.db_table} SET balance = balance + %s WHERE id = %s",
+                    [sums[account_id], account_id],
+                )
+        BalanceDelta.objects.filter(id__in=[row[0] for row in pending]).delete()
+    return len(pending)

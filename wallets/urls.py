@@ -1,0 +1,22 @@
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("players", api.RegisterPlayerView.as_view(), name="player-register"),
+    path(
+        "players/<str:external_id>/token",
+        api.IssuePlayerTokenView.as_view(),
+        name="player-token",
+    ),
+    path(
+        "players/<str:external_id>/balances",
+        api.PlayerBalancesView.as_view(),
+        name="player-balances",
+    ),
+    path(
+        "players/<str:external_id>/statement",
+        api.PlayerStatementView.as_view(),
+        name="player-statement",
+    ),
+]
