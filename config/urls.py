@@ -7,4 +7,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/", include("wallets.urls")),
+    path("api/v1/", include("compliance.urls")),
+    path("api/v1/", include("payments.urls")),
+    path("api/v1/", include("reconciliation.urls")),
 ]

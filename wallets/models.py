@@ -95,6 +95,8 @@ class Account(models.Model):
         FEES = "fees"
         FX = "fx", "FX"
         MANUAL_ADJUSTMENT = "manual_adjustment"
+        OPERATOR_BANK = "operator_bank", "Operator bank (settled payouts)"
+        WRITE_OFF = "write_off", "Write-offs and chargeback losses"
 
     PLAYER_KINDS = (Kind.PLAYER_CASH, Kind.PLAYER_BONUS, Kind.PLAYER_HOLD)
 
@@ -155,6 +157,15 @@ class JournalEntry(models.Model):
         BET_REVERSAL = "bet_reversal"
         FX_CONVERSION = "fx_conversion", "FX conversion"
         MANUAL_ADJUSTMENT = "manual_adjustment"
+        BONUS_GRANT = "bonus_grant"
+        BONUS_CONVERSION = "bonus_conversion"
+        BONUS_FORFEIT = "bonus_forfeit"
+        REFUND = "refund"
+        CHARGEBACK = "chargeback"
+        CHARGEBACK_REVERSAL = "chargeback_reversal"
+        PROVIDER_FEE = "provider_fee"
+        SETTLEMENT_PAYOUT = "settlement_payout"
+        RECONCILIATION_ADJUSTMENT = "reconciliation_adjustment"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     idempotency_key = models.CharField(max_length=200, unique=True)
