@@ -65,21 +65,17 @@ def test_any_sequence_keeps_the_ledger_balanced(operations):
             # Random amounts would almost never fit inside what is held; aim at it instead.
             amount = min(amount, expected[hold])
         common = {"player": player, "currency": currency, "amount": amount, "idempotency_key": key}
+        # name -> (service, its extra arguments, sign of the move on each account)
         calls = {
-            "deposit": (
-                lambda: services.credit_deposit(**common, provider_code="psp"),
-                {cash: 1},
-            ),
-            "bet": (lambda: services.debit_bet(**common), {cash: -1}),
-            "win": (lambda: services.credit_win(**common), {cash: 1}),
-            "hold": (lambda: services.hold_withdrawal(**common), {cash: -1, hold: 1}),
-            "release": (lambda: services.release_hold(**common), {cash: 1, hold: -1}),
-            "settle": (
-                lambda: services.settle_withdrawal(**common, provider_code="psp"),
-                {hold: -1},
-            ),
+            "deposit": (services.credit_deposit, {"provider_code": "psp"}, {cash: 1}),
+            "bet": (services.debit_bet, {}, {cash: -1}),
+            "win": (services.credit_win, {}, {cash: 1}),
+            "hold": (services.hold_withdrawal, {}, {cash: -1, hold: 1}),
+            "release": (services.release_hold, {}, {cash: 1, hold: -1}),
+            "settle": (services.settle_withdrawal, {"provider_code": "psp"}, {hold: -1}),
             "adjust": (
-                lambda: services.adjust_balance(**common, reason="property test", actor=staff),
+                services.adjust_balance,
+                {"reason": "property test", "actor": staff},
                 {cash: 1},
             ),
         }
@@ -111,8 +107,8 @@ def test_any_sequence_keeps_the_ledger_balanced(operations):
                 bought = Decimal(entry.metadata["bought"])
                 moves = {cash: -amount, (player.pk, other, Kind.PLAYER_CASH): bought}
             else:
-                call, signs = calls[name]
-                entry = call()
+                call, extra, signs = calls[name]
+                entry = call(**common, **extra)
                 moves = {account: sign * amount for account, sign in signs.items()}
                 if name == "bet":
                     bets.append(entry)
