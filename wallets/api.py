@@ -131,10 +131,10 @@ class PlayerBalancesView(APIView):
         rows = [
             {
                 "currency": b.currency,
-                "cash": str(b.cash),
-                "bonus": str(b.bonus),
-                "held": str(b.held),
-                "withdrawable": str(b.withdrawable),
+                **{
+                    field: services.format_money(getattr(b, field), b.currency)
+                    for field in ("cash", "bonus", "held", "withdrawable")
+                },
             }
             for b in selectors.player_balances(player)
         ]
@@ -169,7 +169,7 @@ class StatementLineSerializer(serializers.Serializer):
     def _money(self, posting, value) -> str | None:
         if value is None:
             return None
-        return str(services.quantize_money(value, posting.account.currency_id))
+        return services.format_money(value, posting.account.currency_id)
 
     def get_amount(self, posting) -> str:
         return self._money(posting, posting.amount)

@@ -67,6 +67,11 @@ def quantize_money(amount: Decimal, currency: str) -> Decimal:
     return amount.quantize(minor_unit(currency))
 
 
+def format_money(amount: Decimal, currency: str) -> str:
+    """Fixed-point text with exactly the currency's decimals, as JSON carries money."""
+    return f"{quantize_money(amount, currency):f}"
+
+
 def validate_amount(amount, currency: str, *, allow_negative: bool = False) -> Decimal:
     """Return `amount` as a Decimal quantized to the currency's exponent.
 
