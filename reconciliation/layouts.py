@@ -1,0 +1,294 @@
+"""The settlement report layouts we read, each mapped to one normalized line (SettlementLine).
+
+A layout is read by header name, never by position: providers reorder columns and add new
+ones. Each layout turns the raw text columns of a file (loaded as-is by COPY into a temporary
+table `c1 … cN`) into SQL expressions for the normalized fields, so the whole file is parsed,
+checked and converted by PostgreSQL in a few set-based statements.
+
+Normalized signs are the merchant's: money the provider owes us is positive, money that
+left us is negative; `fee` is what the provider kept (positive is a cost); `net = gross - fee`.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .models import SettlementImport, SettlementLine
+
+RT = SettlementLine.RecordType
+
+DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
+# Checked before any cast, so a bad value is reported with its line instead of aborting the
+# statement. Feb 30 passes this and is caught by the cast (reported without a line number).
+TIMESTAMP_PATTERN = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"([ T]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?)?"
+    r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$"
+)
+
+
+class Columns:
+    """Column references by header name for one file's header line."""
+
+    def __init__(self, header: list[str]):
+        self.index = {}
+        for position, name in enumerate(header, start=1):
+            self.index.setdefault(normalize_header(name), position)
+
+    def has(self, name: str) -> bool:
+        return normalize_header(name) in self.index
+
+    def raw(self, name: str) -> str:
+        """The trimmed text of a column, NULL when blank or when the file lacks the column."""
+        position = self.index.get(normalize_header(name))
+        if position is None:
+            return "NULL::text"
+        return f"nullif(btrim(c{position}), '')"
+
+    def amount(self, name: str) -> str:
+        """A decimal column; blank counts as zero (Adyen leaves unused debit/credit blank)."""
+        return f"coalesce({self.raw(name)}::numeric, 0)"
+
+    def first(self, *names: str) -> str:
+        """The first of several alternative column names the file has (e.g. created_utc or
+        created); NULL if none."""
+        for name in names:
+            if self.has(name):
+                return self.raw(name)
+        return "NULL::text"
+
+
+def normalize_header(name: str) -> str:
+    return " ".join(name.replace("\ufeff", "").strip().lower().split())
+
+
+def sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def case_map(expression: str, mapping: dict[str, str], default: str) -> str:
+    """CASE lower(expression) WHEN 'a' THEN 'x' … ELSE default END."""
+    whens = " ".join(
+        f"WHEN {sql_literal(source.lower())} THEN {sql_literal(target)}"
+        for source, target in mapping.items()
+    )
+    return f"(CASE lower({expression}) {whens} ELSE {sql_literal(default)} END)"
+
+
+@dataclass(frozen=True)
+class Layout:
+    code: str
+    required: tuple[str, ...]
+    # Columns that must parse as decimals when not blank, each with the column naming its
+    # currency (whose exponent bounds the decimals).
+    decimal_columns: tuple[tuple[str, str], ...]
+    # Columns that may not be blank on any line.
+    non_blank: tuple[str, ...]
+    # Alternative names of the booking-time column, first present wins.
+    booked_columns: tuple[str, ...]
+    expressions: Callable[[Columns], dict[str, str]]
+    # Columns holding time zone names, checked against PostgreSQL's list.
+    timezone_columns: tuple[str, ...] = field(default=())
+    # A column that must equal the import's provider code on every line.
+    provider_column: str | None = None
+
+
+# --- Adyen settlement details report -------------------------------------------------------
+
+ADYEN_TYPES = {
+    "Settled": RT.PAYMENT,
+    "SettledBulk": RT.PAYMENT,
+    "Refunded": RT.REFUND,
+    "RefundedBulk": RT.REFUND,
+    "Chargeback": RT.CHARGEBACK,
+    "SecondChargeback": RT.CHARGEBACK,
+    "ChargebackReversed": RT.CHARGEBACK_REVERSAL,
+    "PaidOut": RT.PLAYER_PAYOUT,
+    "Fee": RT.FEE,
+    "InvoiceDeduction": RT.FEE,
+    "MiscCosts": RT.FEE,
+    "PaymentCost": RT.FEE,
+    "MerchantPayout": RT.MERCHANT_PAYOUT,
+}
+_FEE_TYPES = (RT.FEE,)
+
+
+def _adyen(c: Columns) -> dict[str, str]:
+    record_type = case_map(c.raw("Type"), ADYEN_TYPES, RT.OTHER)
+    net = f"({c.amount('Net Credit (NC)')} - {c.amount('Net Debit (NC)')})"
+    gross = f"({c.amount('Gross Credit (GC)')} - {c.amount('Gross Debit (GC)')})"
+    # Interchange++ merchants see markup, scheme fees and interchange; blended ones only
+    # commission. Either way the provider kept their sum.
+    fee = (
+        f"({c.amount('Commission (NC)')} + {c.amount('Markup (NC)')} + "
+        f"{c.amount('Scheme Fees (NC)')} + {c.amount('Interchange (NC)')})"
+    )
+    is_fee = f"{record_type} IN ({', '.join(sql_literal(t) for t in _FEE_TYPES)})"
+    is_payout = f"{record_type} = {sql_literal(RT.MERCHANT_PAYOUT)}"
+    psp = c.raw("Psp Reference")
+    modification = c.raw("Modification Reference")
+    gross_currency = c.raw("Gross Currency")
+    net_currency = c.raw("Net Currency")
+    timezone = c.raw("TimeZone") if c.has("TimeZone") else "'UTC'"
+    return {
+        "provider_type": c.raw("Type"),
+        "record_type": record_type,
+        # Refunds and chargebacks carry the original payment's PSP reference; their own
+        # reference is the modification reference.
+        "provider_reference": (
+            f"coalesce(CASE WHEN {record_type} = {sql_literal(RT.PAYMENT)} THEN {psp} END, "
+            f"{modification}, {psp}, '')"
+        ),
+        "payment_reference": f"coalesce({psp}, '')",
+        "merchant_reference": f"coalesce({c.raw('Merchant Reference')}, '')",
+        # A fee or payout record has no gross: the whole net is the fee or the payout.
+        "gross": f"(CASE WHEN {is_fee} THEN 0 WHEN {is_payout} THEN {net} ELSE {gross} END)",
+        "fee": f"(CASE WHEN {is_fee} THEN -{net} WHEN {is_payout} THEN 0 ELSE {fee} END)",
+        "net": net,
+        "currency": f"upper(coalesce({gross_currency}, {net_currency}))",
+        "net_currency": f"upper(coalesce({net_currency}, {gross_currency}))",
+        "booked_at": (
+            f"({c.raw('Creation Date')}::timestamp AT TIME ZONE coalesce({timezone}, 'UTC'))"
+        ),
+        "batch": f"coalesce({c.raw('Batch Number')}, '')",
+    }
+
+
+ADYEN = Layout(
+    code=SettlementImport.Layout.ADYEN,
+    required=(
+        "Psp Reference",
+        "Merchant Reference",
+        "Creation Date",
+        "Type",
+        "Gross Currency",
+        "Gross Debit (GC)",
+        "Gross Credit (GC)",
+        "Net Currency",
+        "Net Debit (NC)",
+        "Net Credit (NC)",
+        "Batch Number",
+    ),
+    decimal_columns=(
+        ("Gross Debit (GC)", "Gross Currency"),
+        ("Gross Credit (GC)", "Gross Currency"),
+        ("Net Debit (NC)", "Net Currency"),
+        ("Net Credit (NC)", "Net Currency"),
+        ("Commission (NC)", "Net Currency"),
+        ("Markup (NC)", "Net Currency"),
+        ("Scheme Fees (NC)", "Net Currency"),
+        ("Interchange (NC)", "Net Currency"),
+    ),
+    non_blank=("Type", "Creation Date", "Net Currency"),
+    booked_columns=("Creation Date",),
+    timezone_columns=("TimeZone",),
+    expressions=_adyen,
+)
+
+
+# --- Stripe itemized payout reconciliation report -----------------------------------------
+
+STRIPE_CATEGORIES = {
+    "charge": RT.PAYMENT,
+    "refund": RT.REFUND,
+    "dispute": RT.CHARGEBACK,
+    "dispute_reversal": RT.CHARGEBACK_REVERSAL,
+    "fee": RT.FEE,
+    "payout": RT.MERCHANT_PAYOUT,
+}
+
+
+def _stripe(c: Columns) -> dict[str, str]:
+    record_type = case_map(c.raw("reporting_category"), STRIPE_CATEGORIES, RT.OTHER)
+    is_fee = f"{record_type} = {sql_literal(RT.FEE)}"
+    gross, fee, net = c.amount("gross"), c.amount("fee"), c.amount("net")
+    payment_intent = c.raw("payment_intent_id")
+    source = c.raw("source_id")
+    created = c.first("created_utc", "created")
+    return {
+        "provider_type": c.raw("reporting_category"),
+        "record_type": record_type,
+        # Our deposits know the payment intent; refunds and disputes are their own objects.
+        "provider_reference": (
+            f"coalesce(CASE WHEN {record_type} = {sql_literal(RT.PAYMENT)} "
+            f"THEN {payment_intent} END, {source}, {c.raw('balance_transaction_id')}, '')"
+        ),
+        "payment_reference": f"coalesce({payment_intent}, {c.first('charge_id')}, '')",
+        "merchant_reference": f"coalesce({c.first('payment_metadata[reference]')}, '')",
+        # Stripe books a fee line's amount as gross; here it is a fee like any other.
+        "gross": f"(CASE WHEN {is_fee} THEN 0 ELSE {gross} END)",
+        "fee": f"(CASE WHEN {is_fee} THEN -{net} ELSE {fee} END)",
+        "net": net,
+        "currency": f"upper({c.raw('currency')})",
+        "net_currency": f"upper({c.raw('currency')})",
+        # Stripe's report times are UTC.
+        "booked_at": f"({created}::timestamp AT TIME ZONE 'UTC')",
+        "batch": f"coalesce({c.raw('automatic_payout_id')}, '')",
+    }
+
+
+STRIPE = Layout(
+    code=SettlementImport.Layout.STRIPE,
+    required=(
+        "balance_transaction_id",
+        "currency",
+        "gross",
+        "fee",
+        "net",
+        "reporting_category",
+        "source_id",
+        "automatic_payout_id",
+    ),
+    decimal_columns=(("gross", "currency"), ("fee", "currency"), ("net", "currency")),
+    non_blank=("balance_transaction_id", "currency", "reporting_category", "gross", "net"),
+    booked_columns=("created_utc", "created"),
+    expressions=_stripe,
+)
+
+
+# --- our sandbox providers' settlement file ------------------------------------------------
+
+SANDBOX_COLUMNS = (
+    "provider",
+    "record_type",
+    "provider_reference",
+    "payment_reference",
+    "merchant_reference",
+    "currency",
+    "gross",
+    "fee",
+    "net",
+    "booked_at",
+    "batch",
+)
+
+
+def _sandbox(c: Columns) -> dict[str, str]:
+    known = {t.value: t.value for t in RT}
+    return {
+        "provider_type": c.raw("record_type"),
+        "record_type": case_map(c.raw("record_type"), known, RT.OTHER),
+        "provider_reference": f"coalesce({c.raw('provider_reference')}, '')",
+        "payment_reference": f"coalesce({c.raw('payment_reference')}, '')",
+        "merchant_reference": f"coalesce({c.raw('merchant_reference')}, '')",
+        "gross": c.amount("gross"),
+        "fee": c.amount("fee"),
+        "net": c.amount("net"),
+        "currency": f"upper({c.raw('currency')})",
+        "net_currency": f"upper({c.raw('currency')})",
+        # ISO 8601 with an offset; a bare time is UTC.
+        "booked_at": f"({c.raw('booked_at')}::timestamptz)",
+        "batch": f"coalesce({c.raw('batch')}, '')",
+    }
+
+
+SANDBOX = Layout(
+    code=SettlementImport.Layout.SANDBOX,
+    required=SANDBOX_COLUMNS,
+    decimal_columns=(("gross", "currency"), ("fee", "currency"), ("net", "currency")),
+    non_blank=("provider", "record_type", "currency", "gross", "fee", "net", "booked_at"),
+    booked_columns=("booked_at",),
+    expressions=_sandbox,
+    provider_column="provider",
+)
+
+LAYOUTS = {layout.code: layout for layout in (ADYEN, STRIPE, SANDBOX)}

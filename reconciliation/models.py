@@ -1,0 +1,389 @@
+"""Settlement reports, their normalized lines, match results, breaks and integrity checks.
+
+Staging lines are append-only: an import writes them once (PostgreSQL COPY) and nothing edits
+them. What a matching run concludes about a line lives in `LineMatch`, one narrow row per line,
+so a re-run rewrites a small table instead of the wide staging rows. The breaks a run finds
+are upserted by a natural key, so a break that persists across runs keeps its id.
+"""
+
+import django_fsm as fsm
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from wallets.models import MONEY, JournalEntry
+
+
+class ProviderPolicy(models.Model):
+    """Matching tolerances of one provider; a provider without a row uses the settings'
+    defaults (RECONCILIATION_DEFAULT_*)."""
+
+    provider_code = models.CharField(max_length=64, unique=True)
+    amount_tolerance = models.DecimalField(
+        **MONEY,
+        default=0,
+        help_text="Largest |provider gross − our amount| still counted as a match.",
+    )
+    match_window_hours = models.PositiveIntegerField(
+        default=72,
+        help_text="Second pass: how far apart our completion and the provider's booking may be.",
+    )
+    grace_period_hours = models.PositiveIntegerField(
+        default=48,
+        help_text="How long a completed transaction may be missing from the provider's "
+        "reports before it is a break rather than pending.",
+    )
+
+    class Meta:
+        verbose_name_plural = "provider policies"
+        ordering = ["provider_code"]
+
+    def __str__(self):
+        return self.provider_code
+
+
+class SettlementImport(models.Model):
+    class Layout(models.TextChoices):
+        ADYEN = "adyen_settlement_details", "Adyen settlement details report"
+        STRIPE = "stripe_itemized_payout", "Stripe itemized payout reconciliation"
+        SANDBOX = "sandbox_settlement", "Sandbox provider settlement file"
+
+    class Status(models.TextChoices):
+        RECEIVED = "received"
+        LOADING = "loading"
+        LOADED = "loaded"
+        REJECTED = "rejected"
+
+    layout = models.CharField(max_length=32, choices=Layout.choices)
+    provider_code = models.CharField(
+        max_length=64, help_text="Our payment provider whose report this is."
+    )
+    file = models.FileField(upload_to="settlements/%Y/%m/")
+    file_name = models.CharField(max_length=255)
+    # sha256 of the file: the same file imported twice is recognised, never counted twice.
+    checksum = models.CharField(max_length=64, unique=True)
+    size = models.PositiveBigIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_processed = models.PositiveIntegerField(default=0)
+    lines_loaded = models.PositiveIntegerField(default=0)
+    lines_already_known = models.PositiveIntegerField(
+        default=0, help_text="Lines re-sent by the provider that an earlier import holds."
+    )
+    errors = models.JSONField(
+        default=list, blank=True, help_text="[{line, column, message}] when rejected."
+    )
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    loaded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.file_name} ({self.provider_code})"
+
+
+class SettlementLine(models.Model):
+    """One line of a provider's report in the normalized form every layout maps to.
+
+    Amounts are from the merchant's side: money the provider owes us is positive (a settled
+    payment), money that left us negative (refund, chargeback, payout to a player, payout to
+    our bank). `fee` is what the provider kept (positive is a cost); `net = gross - fee`.
+    """
+
+    class RecordType(models.TextChoices):
+        PAYMENT = "payment"
+        REFUND = "refund"
+        CHARGEBACK = "chargeback"
+        CHARGEBACK_REVERSAL = "chargeback_reversal"
+        PLAYER_PAYOUT = "player_payout", "Payout to a player (withdrawal)"
+        FEE = "fee"
+        MERCHANT_PAYOUT = "merchant_payout", "Payout to the operator's bank"
+        OTHER = "other"
+
+    settlement_import = models.ForeignKey(
+        SettlementImport, on_delete=models.PROTECT, related_name="lines"
+    )
+    provider_code = models.CharField(max_length=64)
+    line_number = models.PositiveIntegerField()
+    record_type = models.CharField(max_length=24, choices=RecordType.choices)
+    provider_type = models.CharField(max_length=64, help_text="The record type as the file says.")
+    provider_reference = models.CharField(max_length=128, blank=True)
+    payment_reference = models.CharField(
+        max_length=128, blank=True, help_text="The original payment's provider reference."
+    )
+    merchant_reference = models.CharField(max_length=128, blank=True)
+    gross = models.DecimalField(**MONEY)
+    fee = models.DecimalField(**MONEY)
+    net = models.DecimalField(**MONEY)
+    currency = models.CharField(max_length=8)
+    net_currency = models.CharField(max_length=8)
+    booked_at = models.DateTimeField()
+    batch = models.CharField(max_length=64, blank=True)
+    # md5 of the normalized fields: a line the provider sends again is recognised.
+    line_hash = models.UUIDField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider_code", "line_hash"], name="settlement_line_once_per_provider"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["provider_code", "provider_reference"]),
+            models.Index(fields=["provider_code", "batch"]),
+        ]
+
+    def __str__(self):
+        return f"{self.provider_code} {self.record_type} {self.provider_reference}"
+
+
+class ReconciliationRun(models.Model):
+    """One matching or settlement run, with its progress for the admin."""
+
+    class Kind(models.TextChoices):
+        MATCH = "match"
+        SETTLE = "settle"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    provider_code = models.CharField(max_length=64, blank=True, help_text="Blank: every provider.")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    phase = models.CharField(max_length=64, blank=True)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_processed = models.PositiveIntegerField(default=0)
+    summary = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.kind} run #{self.pk} ({self.provider_code or 'all'})"
+
+
+class BreakType(models.TextChoices):
+    MISSING_IN_LEDGER = "missing_in_ledger"
+    MISSING_AT_PROVIDER = "missing_at_provider"
+    AMOUNT_MISMATCH = "amount_mismatch"
+    CURRENCY_MISMATCH = "currency_mismatch"
+    STATUS_MISMATCH = "status_mismatch"
+    DUPLICATE = "duplicate"
+    TIMING_DIFFERENCE = "timing_difference"
+
+
+class LineMatch(models.Model):
+    """What the latest matching run concluded about one settlement line."""
+
+    class Status(models.TextChoices):
+        MATCHED = "matched"
+        PENDING = "pending"
+        BREAK = "break"
+        RESOLVED = "resolved", "Resolved by an operator"
+
+    line = models.OneToOneField(
+        SettlementLine, primary_key=True, on_delete=models.PROTECT, related_name="match"
+    )
+    status = models.CharField(max_length=12, choices=Status.choices)
+    break_type = models.CharField(max_length=24, choices=BreakType.choices, blank=True)
+    # deposit / withdrawal / refund / chargeback (payments ids), or batch for payout lines.
+    internal_kind = models.CharField(max_length=16, blank=True)
+    internal_id = models.BigIntegerField(null=True, blank=True)
+    run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        indexes = [models.Index(fields=["internal_kind", "internal_id"])]
+
+    def __str__(self):
+        return f"line {self.line_id}: {self.status} {self.break_type}"
+
+
+class SettlementPosting(models.Model):
+    """Which ledger entry booked a line's fee or payout: a line is booked once."""
+
+    class Kind(models.TextChoices):
+        FEE = "fee"
+        PAYOUT = "payout"
+
+    line = models.OneToOneField(
+        SettlementLine, primary_key=True, on_delete=models.PROTECT, related_name="posting"
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="+")
+
+    def __str__(self):
+        return f"line {self.line_id} → entry {self.entry_id}"
+
+
+class Break(fsm.FSMModelMixin, models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open"
+        INVESTIGATING = "investigating"
+        AWAITING_APPROVAL = "awaiting_approval", "Write-off awaiting approval"
+        RESOLVED = "resolved"
+        WRITTEN_OFF = "written_off"
+
+    ACTIVE = (Status.OPEN, Status.INVESTIGATING, Status.AWAITING_APPROVAL)
+
+    class Resolution(models.TextChoices):
+        FIXED_BY_ADJUSTMENT = "fixed_by_adjustment"
+        PROVIDER_CORRECTED = "provider_corrected"
+        ACCEPTED = "accepted"
+        CLEARED = "cleared", "Cleared by a later run"
+
+    break_type = models.CharField(max_length=24, choices=BreakType.choices)
+    # type + subject (a line, or one of our transactions): the identity across runs.
+    key = models.CharField(max_length=200)
+    provider_code = models.CharField(max_length=64)
+    currency = models.CharField(max_length=8)
+    line = models.ForeignKey(
+        SettlementLine, null=True, blank=True, on_delete=models.PROTECT, related_name="breaks"
+    )
+    internal_kind = models.CharField(max_length=16, blank=True)
+    internal_id = models.BigIntegerField(null=True, blank=True)
+    internal_reference = models.CharField(max_length=128, blank=True)
+    our_amount = models.DecimalField(**MONEY, null=True, blank=True)
+    provider_amount = models.DecimalField(**MONEY, null=True, blank=True)
+    # provider - ours, from the merchant's side; what a write-off books.
+    difference = models.DecimalField(**MONEY, default=0)
+    detail = models.CharField(max_length=255, blank=True)
+    status = fsm.FSMField(default=Status.OPEN, choices=Status.choices, protected=True)
+    resolution = models.CharField(max_length=24, choices=Resolution.choices, blank=True)
+    first_run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, related_name="+")
+    last_run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, related_name="+")
+    detected_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now_add=True)
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    write_off_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    closed_at = models.DateTimeField(null=True, blank=True)
+    entry = models.ForeignKey(
+        JournalEntry,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The ledger entry that resolved it, if money moved.",
+    )
+
+    class Meta:
+        ordering = ["-detected_at"]
+        permissions = [("approve_write_off", "Can approve write-offs above the threshold")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key"],
+                condition=Q(status__in=["open", "investigating", "awaiting_approval"]),
+                name="one_active_break_per_key",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "provider_code"])]
+
+    def __str__(self):
+        return f"break #{self.pk} {self.break_type} ({self.status})"
+
+    @fsm.transition(field=status, source=Status.OPEN, target=Status.INVESTIGATING)
+    def investigate(self, *, assignee):
+        self.assigned_to = assignee
+
+    @fsm.transition(
+        field=status, source=[Status.OPEN, Status.INVESTIGATING], target=Status.RESOLVED
+    )
+    def resolve(self, *, resolution, actor, entry=None):
+        self.resolution = resolution
+        self.closed_by = actor
+        self.entry = entry
+
+    @fsm.transition(
+        field=status, source=[Status.OPEN, Status.INVESTIGATING], target=Status.AWAITING_APPROVAL
+    )
+    def request_write_off(self, *, requester):
+        self.write_off_requested_by = requester
+
+    @fsm.transition(
+        field=status,
+        source=[Status.OPEN, Status.INVESTIGATING, Status.AWAITING_APPROVAL],
+        target=Status.WRITTEN_OFF,
+    )
+    def write_off(self, *, actor, entry):
+        self.closed_by = actor
+        self.entry = entry
+
+    @fsm.transition(field=status, source=Status.AWAITING_APPROVAL, target=Status.INVESTIGATING)
+    def reject_write_off(self):
+        self.write_off_requested_by = None
+
+
+class BreakTransition(models.Model):
+    """Audit trail: every move of a break, by whom and why (`actor` null: a matching run)."""
+
+    brk = models.ForeignKey(Break, on_delete=models.PROTECT, related_name="transitions")
+    from_status = models.CharField(max_length=24)
+    to_status = models.CharField(max_length=24)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"break {self.brk_id}: {self.from_status} → {self.to_status}"
+
+
+class IntegrityRun(models.Model):
+    """One run of the ledger integrity job."""
+
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    is_clean = models.BooleanField(default=False)
+    ledger_problems = models.JSONField(default=list, blank=True)
+    clearing_comparison = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Per provider and currency: ledger and provider in-transit amounts.",
+    )
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        return f"integrity run #{self.pk} ({'clean' if self.is_clean else 'problems'})"
+
+
+class IntegrityAlert(models.Model):
+    run = models.ForeignKey(IntegrityRun, on_delete=models.PROTECT, related_name="alerts")
+    message = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.message[:80]

@@ -1,0 +1,418 @@
+"""Settlement report import: store the file, then load it set-based through PostgreSQL COPY.
+
+Loading never runs Python per line. The file streams into a temporary table of text columns
+(COPY, CSV mode: quoting, CRLF and embedded separators are PostgreSQL's job); one scan finds
+every malformed value with its line number; one INSERT … SELECT converts the lines to the
+normalized form and skips lines an earlier import already holds. All of it is one
+transaction: a refused file leaves no line behind.
+"""
+
+import codecs
+import csv
+import hashlib
+import io
+import re
+
+import psycopg2
+from django.core.files import File
+from django.db import DataError, IntegrityError, connection, transaction
+from django.utils import timezone
+
+from wallets.models import Currency
+
+from ..errors import MalformedReport, ReportNotLoadable
+from ..layouts import (
+    DECIMAL_PATTERN,
+    LAYOUTS,
+    TIMESTAMP_PATTERN,
+    Columns,
+    Layout,
+    sql_literal,
+)
+from ..models import SettlementImport, SettlementLine
+from ..progress import Progress
+
+MAX_REPORTED_ERRORS = 100
+RAW_TABLE = "recon_raw_report"
+_CHUNK = 1 << 20
+_BOM = codecs.BOM_UTF8
+_REFERENCE_LENGTH = 128
+
+
+def receive_report(
+    *, layout: str, provider_code: str, file_name: str, content, uploaded_by=None
+) -> tuple[SettlementImport, bool]:
+    """Store a report for loading; return (import, created).
+
+    A file whose checksum we already hold is the same report sent again: the earlier import is
+    returned and nothing new is stored, so importing it twice can never count it twice.
+    `content` is bytes or a binary file object.
+    """
+    if layout not in LAYOUTS:
+        raise MalformedReport(f"Unknown layout {layout!r}.", layout=layout)
+    if not provider_code:
+        raise MalformedReport("A settlement report belongs to a provider.")
+    stream = io.BytesIO(content) if isinstance(content, bytes | bytearray) else content
+    digest, size = hashlib.sha256(), 0
+    stream.seek(0)
+    for chunk in iter(lambda: stream.read(_CHUNK), b""):
+        digest.update(chunk)
+        size += len(chunk)
+    checksum = digest.hexdigest()
+    existing = SettlementImport.objects.filter(checksum=checksum).first()
+    if existing is not None:
+        return existing, False
+    stream.seek(0)
+    try:
+        with transaction.atomic():
+            report = SettlementImport(
+                layout=layout,
+                provider_code=provider_code,
+                file_name=file_name[:255],
+                checksum=checksum,
+                size=size,
+                uploaded_by=uploaded_by,
+            )
+            report.file.save(file_name, File(stream, name=file_name), save=False)
+            report.save()
+    except IntegrityError:
+        # Two uploads of one file raced; the other one won.
+        return SettlementImport.objects.get(checksum=checksum), False
+    return report, True
+
+
+def load_report(*, settlement_import: SettlementImport) -> SettlementImport:
+    """Parse, check and load a received report into SettlementLine.
+
+    Either every line is loaded (lines already held from an earlier import are skipped and
+    counted) or none is: a malformed report is marked rejected with its line-numbered errors
+    and MalformedReport is raised.
+    """
+    report = settlement_import
+    claimed = SettlementImport.objects.filter(
+        pk=report.pk, status__in=[SettlementImport.Status.RECEIVED, SettlementImport.Status.LOADING]
+    ).update(status=SettlementImport.Status.LOADING)
+    if not claimed:
+        report.refresh_from_db()
+        raise ReportNotLoadable(
+            f"Report {report.pk} is {report.status}.", status=report.status, import_id=report.pk
+        )
+    layout = LAYOUTS[report.layout]
+    with Progress(SettlementImport, report.pk) as progress:
+        try:
+            with transaction.atomic():
+                # One loader per report: a duplicate task waits here, then finds it loaded.
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [0x5E77, report.pk])
+                report.refresh_from_db()
+                if report.status != SettlementImport.Status.LOADING:
+                    return report
+                inserted, total = _load(report, layout, progress)
+        except MalformedReport as refused:
+            SettlementImport.objects.filter(pk=report.pk).update(
+                status=SettlementImport.Status.REJECTED,
+                errors=refused.details.get("errors", []),
+            )
+            report.refresh_from_db()
+            raise
+    SettlementImport.objects.filter(pk=report.pk).update(
+        status=SettlementImport.Status.LOADED,
+        rows_total=total,
+        rows_processed=total,
+        lines_loaded=inserted,
+        lines_already_known=total - inserted,
+        loaded_at=timezone.now(),
+    )
+    report.refresh_from_db()
+    return report
+
+
+def _refuse(errors: list[dict]) -> MalformedReport:
+    first = errors[0]
+    where = f"line {first['line']}" if first.get("line") else "the file"
+    return MalformedReport(
+        f"The report was refused ({len(errors)} error(s)); first, at {where}: {first['message']}",
+        errors=errors,
+    )
+
+
+class _CountingReader(io.RawIOBase):
+    """Feeds the file to COPY, skipping a UTF-8 byte order mark and reporting progress."""
+
+    def __init__(self, stream, progress: Progress, total: int):
+        self.stream = stream
+        self.progress = progress
+        self.total = total
+        self.lines = 0
+        self.at_start = True
+
+    def readable(self):
+        return True
+
+    def read(self, size=-1):
+        chunk = self.stream.read(_CHUNK if size is None or size < 0 else size)
+        if self.at_start:
+            self.at_start = False
+            if chunk.startswith(_BOM):
+                chunk = chunk[len(_BOM) :]
+        self.lines += chunk.count(b"\n")
+        self.progress.update(rows_processed=min(self.lines, self.total))
+        return chunk
+
+
+def _header_and_line_count(stream) -> tuple[list[str], int]:
+    stream.seek(0)
+    first = stream.readline()
+    try:
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _refuse([{"line": 1, "column": "", "message": "the file is not UTF-8"}]) from None
+    header = next(csv.reader([text]), [])
+    lines, last = 0, b"\n"
+    for chunk in iter(lambda: stream.read(_CHUNK), b""):
+        lines += chunk.count(b"\n")
+        last = chunk[-1:]
+    if last != b"\n":
+        lines += 1
+    return header, lines
+
+
+def _load(report: SettlementImport, layout: Layout, progress: Progress) -> tuple[int, int]:
+    with report.file.open("rb") as stream:
+        header, line_count = _header_and_line_count(stream)
+        columns = Columns(header)
+        missing = [name for name in layout.required if not columns.has(name)]
+        if missing:
+            raise _refuse(
+                [
+                    {"line": 1, "column": name, "message": f"required column {name!r} is missing"}
+                    for name in missing
+                ]
+            )
+        if not any(columns.has(name) for name in layout.booked_columns):
+            names = " or ".join(repr(n) for n in layout.booked_columns)
+            raise _refuse([{"line": 1, "column": "", "message": f"no {names} column"}])
+        progress.update(force=True, rows_total=line_count, rows_processed=0)
+        stream.seek(0)
+        _copy_raw(stream, len(header), progress, line_count)
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {RAW_TABLE}")
+        total = cursor.fetchone()[0]
+    if total == 0:
+        raise _refuse([{"line": 2, "column": "", "message": "the report has no lines"}])
+    errors = _syntax_errors(columns, layout, report.provider_code)
+    errors += _timezone_errors(columns, layout)
+    if errors:
+        raise _refuse(errors[:MAX_REPORTED_ERRORS])
+    progress.update(force=True, rows_total=total, rows_processed=total)
+    return _insert_lines(report, columns, layout), total
+
+
+def _copy_raw(stream, width: int, progress: Progress, line_count: int) -> None:
+    column_list = ", ".join(f"c{i}" for i in range(1, width + 1))
+    with connection.cursor() as cursor:
+        # ON COMMIT DROP cleans up after a loader; inside a caller's longer transaction an
+        # earlier load's table may still be here.
+        cursor.execute(f"DROP TABLE IF EXISTS {RAW_TABLE}")
+        # Line numbers start at 2: line 1 is the header. A quoted value spanning lines makes
+        # them record numbers, which is what PostgreSQL's own messages count too.
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {RAW_TABLE} ("
+            "line_no integer GENERATED ALWAYS AS IDENTITY (START WITH 2), "
+            + ", ".join(f"c{i} text" for i in range(1, width + 1))
+            + ") ON COMMIT DROP"
+        )
+        reader = _CountingReader(stream, progress, line_count)
+        try:
+            with transaction.atomic():
+                cursor.cursor.copy_expert(
+                    f"COPY {RAW_TABLE} ({column_list}) FROM STDIN "
+                    "WITH (FORMAT csv, HEADER true, ENCODING 'UTF8')",
+                    reader,
+                    size=_CHUNK,
+                )
+        except (psycopg2.DataError, psycopg2.errors.BadCopyFileFormat) as error:
+            raise _refuse([_copy_error(error, width)]) from None
+
+
+def _copy_error(error, width: int) -> dict:
+    context = getattr(error.diag, "context", "") or ""
+    found = re.search(r"line (\d+)", context)
+    message = (error.diag.message_primary or str(error)).strip()
+    if "extra data after last expected column" in message or "missing data for column" in message:
+        message = f"expected {width} columns as in the header: {message}"
+    return {"line": int(found.group(1)) if found else None, "column": "", "message": message}
+
+
+def _currency_exponents() -> dict[str, int]:
+    return dict(Currency.objects.values_list("code", "exponent"))
+
+
+def _syntax_errors(columns: Columns, layout: Layout, provider_code: str) -> list[dict]:
+    """Every bad value of the file in one scan: blanks, non-decimals, bad times, unknown
+    currencies, too many decimals, over-long references, a line of another provider."""
+    exponents = _currency_exponents()
+    exponent_of = (
+        "(CASE upper({}) "
+        + " ".join(f"WHEN {sql_literal(code)} THEN {exp}" for code, exp in exponents.items())
+        + " END)"
+    )
+    checks: list[tuple[str, str, str]] = []  # (column, condition meaning "bad", message SQL)
+    for name in layout.non_blank:
+        if columns.has(name):
+            checks.append((name, f"{columns.raw(name)} IS NULL", "'is blank'"))
+    for name, currency_column in layout.decimal_columns:
+        if not columns.has(name):
+            continue
+        value = columns.raw(name)
+        checks.append(
+            (
+                name,
+                f"NOT ({value} ~ {sql_literal(DECIMAL_PATTERN)})",
+                f"format('%s is not a decimal amount', quote_literal({value}))",
+            )
+        )
+        currency = columns.raw(currency_column)
+        exponent = exponent_of.format(currency)
+        checks.append(
+            (
+                name,
+                f"({value} ~ {sql_literal(DECIMAL_PATTERN)}) AND "
+                f"scale({value}::numeric) > coalesce({exponent}, 8)",
+                f"format('%s has more decimals than %s allows', {value}, "
+                f"coalesce(upper({currency}), 'its currency'))",
+            )
+        )
+    booked = next(name for name in layout.booked_columns if columns.has(name))
+    booked_value = columns.raw(booked)
+    checks.append(
+        (
+            booked,
+            f"{booked_value} IS NULL OR NOT ({booked_value} ~ {sql_literal(TIMESTAMP_PATTERN)})",
+            f"format('%s is not a date and time', coalesce(quote_literal({booked_value}), "
+            "'blank'))",
+        )
+    )
+    expressions = layout.expressions(columns)
+    known = "ARRAY[" + ", ".join(sql_literal(code) for code in exponents) + "]::text[]"
+    for field_name in ("currency", "net_currency"):
+        value = expressions[field_name]
+        checks.append(
+            (
+                field_name,
+                f"{value} IS NULL OR NOT ({value} = ANY({known}))",
+                f"format('currency %s is not one we keep', coalesce(quote_literal({value}), "
+                "'blank'))",
+            )
+        )
+    for field_name in ("provider_reference", "payment_reference", "merchant_reference", "batch"):
+        value = expressions[field_name]
+        checks.append(
+            (
+                field_name,
+                f"length({value}) > {_REFERENCE_LENGTH}",
+                f"'is longer than {_REFERENCE_LENGTH} characters'",
+            )
+        )
+    if layout.provider_column:
+        value = columns.raw(layout.provider_column)
+        checks.append(
+            (
+                layout.provider_column,
+                f"{value} IS DISTINCT FROM {sql_literal(provider_code)}",
+                f"format('%s is not this report''s provider %s', "
+                f"coalesce(quote_literal({value}), 'blank'), {sql_literal(provider_code)})",
+            )
+        )
+    problems = ", ".join(
+        f"CASE WHEN {bad} THEN {sql_literal(column + ': ')} || {message} END"
+        for column, bad, message in checks
+    )
+    sql = (
+        f"SELECT line_no, problems FROM ("
+        f"SELECT line_no, array_remove(ARRAY[{problems}], NULL) AS problems FROM {RAW_TABLE}"
+        f") checked WHERE cardinality(problems) > 0 ORDER BY line_no LIMIT {MAX_REPORTED_ERRORS}"
+    )
+    errors = []
+    with connection.cursor() as cursor:
+        # No parameters: the statement's format() patterns hold literal percent signs.
+        cursor.execute(sql)
+        for line_no, line_problems in cursor.fetchall():
+            for problem in line_problems:
+                column, _, message = problem.partition(": ")
+                errors.append({"line": line_no, "column": column, "message": message})
+    return errors
+
+
+def _timezone_errors(columns: Columns, layout: Layout) -> list[dict]:
+    """Time zones are few per file: check each distinct one once against PostgreSQL's."""
+    errors = []
+    for name in layout.timezone_columns:
+        if not columns.has(name):
+            continue
+        value = columns.raw(name)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {value} AS zone, min(line_no) FROM {RAW_TABLE} "
+                f"WHERE {value} IS NOT NULL "
+                "AND NOT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = "
+                f"{value}) AND NOT EXISTS (SELECT 1 FROM pg_timezone_abbrevs WHERE "
+                f"abbrev = upper({value})) GROUP BY 1 ORDER BY 2"
+            )
+            for zone, line_no in cursor.fetchall():
+                errors.append(
+                    {"line": line_no, "column": name, "message": f"unknown time zone {zone!r}"}
+                )
+    return errors
+
+
+_NORMALIZED_FIELDS = (
+    "record_type",
+    "provider_type",
+    "provider_reference",
+    "payment_reference",
+    "merchant_reference",
+    "gross",
+    "fee",
+    "net",
+    "currency",
+    "net_currency",
+    "booked_at",
+    "batch",
+)
+
+
+def _insert_lines(report: SettlementImport, columns: Columns, layout: Layout) -> int:
+    expressions = layout.expressions(columns)
+    selected = ", ".join(f"{expressions[name]} AS {name}" for name in _NORMALIZED_FIELDS)
+    # The fingerprint of a line is its normalized content, so the same line in a corrected
+    # or overlapping report is recognised whatever its position or the file's formatting.
+    fingerprint = (
+        "md5(concat_ws('|', record_type, provider_type, provider_reference, payment_reference, "
+        "merchant_reference, trim_scale(gross)::text, trim_scale(fee)::text, "
+        "trim_scale(net)::text, currency, net_currency, "
+        "to_char(booked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), batch))::uuid"
+    )
+    table = SettlementLine._meta.db_table
+    sql = (
+        f"INSERT INTO {table} (settlement_import_id, provider_code, line_number, record_type, "
+        "provider_type, provider_reference, payment_reference, merchant_reference, gross, fee, "
+        "net, currency, net_currency, booked_at, batch, line_hash) "
+        "SELECT %s, %s, line_no, record_type, left(coalesce(provider_type, ''), 64), "
+        "provider_reference, payment_reference, merchant_reference, gross, fee, net, currency, "
+        f"net_currency, booked_at, batch, {fingerprint} "
+        f"FROM (SELECT line_no, {selected} FROM {RAW_TABLE}) normalized "
+        "ORDER BY line_no "
+        "ON CONFLICT (provider_code, line_hash) DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        try:
+            with transaction.atomic():
+                cursor.execute(sql, [report.pk, report.provider_code])
+        except DataError as error:
+            # A value that passed the patterns but not the cast (e.g. 2024-02-30).
+            diag = getattr(error.__cause__, "diag", None)
+            message = (diag.message_primary if diag else None) or str(error)
+            raise _refuse([{"line": None, "column": "", "message": message}]) from None
+        return cursor.rowcount

@@ -1,0 +1,390 @@
+from decimal import Decimal
+
+import pytest
+
+from reconciliation import services
+from reconciliation.errors import MalformedReport
+from reconciliation.models import SettlementImport, SettlementLine
+from tests.reconciliation.reports import (
+    ADYEN_COLUMNS,
+    SANDBOX_COLUMNS,
+    STRIPE_COLUMNS,
+    adyen_row,
+    sandbox_row,
+    stripe_row,
+    write_csv,
+)
+
+pytestmark = pytest.mark.django_db
+Layout = SettlementImport.Layout
+RT = SettlementLine.RecordType
+
+
+def load(layout, content, provider="adyen", name="report.csv"):
+    report, created = services.receive_report(
+        layout=layout, provider_code=provider, file_name=name, content=content
+    )
+    assert created
+    return services.load_report(settlement_import=report)
+
+
+def normalized(line: SettlementLine):
+    return (
+        line.record_type,
+        line.provider_reference,
+        line.payment_reference,
+        line.merchant_reference,
+        line.gross,
+        line.fee,
+        line.net,
+        line.currency,
+        line.batch,
+    )
+
+
+ADYEN_ROWS = [
+    adyen_row(
+        "Settled",
+        psp="8815000000000001",
+        merchant_reference="DEP-1",
+        gross_credit="100.00",
+        net_credit="97.70",
+        markup="1.50",
+        scheme_fees="0.30",
+        interchange="0.50",
+    ),
+    adyen_row(
+        "Refunded",
+        psp="8815000000000001",
+        modification="8815000000000009",
+        merchant_reference="DEP-1",
+        gross_debit="20.00",
+        net_debit="20.10",
+        commission="0.10",
+    ),
+    adyen_row(
+        "Chargeback",
+        psp="8815000000000002",
+        modification="CB-1",
+        gross_debit="50.00",
+        net_debit="50.00",
+    ),
+    adyen_row("Fee", psp="", modification="FEE-1", net_debit="2.00", currency=""),
+    adyen_row("MerchantPayout", psp="", modification="PAYOUT-1", net_debit="25.60"),
+]
+
+
+def test_adyen_settlement_details_map_to_normalized_lines():
+    rows = [{**r, "Gross Currency": r["Gross Currency"] or ""} for r in ADYEN_ROWS]
+    rows[3]["Net Currency"] = "EUR"
+    report = load(Layout.ADYEN, write_csv(ADYEN_COLUMNS, rows))
+
+    assert report.status == SettlementImport.Status.LOADED
+    assert (report.rows_total, report.lines_loaded, report.lines_already_known) == (5, 5, 0)
+    lines = list(SettlementLine.objects.order_by("line_number"))
+    assert [line.line_number for line in lines] == [2, 3, 4, 5, 6]
+    assert [normalized(line) for line in lines] == [
+        (
+            RT.PAYMENT,
+            "8815000000000001",
+            "8815000000000001",
+            "DEP-1",
+            Decimal("100.00"),
+            Decimal("2.30"),
+            Decimal("97.70"),
+            "EUR",
+            "101",
+        ),
+        (
+            RT.REFUND,
+            "8815000000000009",
+            "8815000000000001",
+            "DEP-1",
+            Decimal("-20.00"),
+            Decimal("0.10"),
+            Decimal("-20.10"),
+            "EUR",
+            "101",
+        ),
+        (
+            RT.CHARGEBACK,
+            "CB-1",
+            "8815000000000002",
+            "",
+            Decimal("-50.00"),
+            Decimal("0"),
+            Decimal("-50.00"),
+            "EUR",
+            "101",
+        ),
+        (RT.FEE, "FEE-1", "", "", Decimal("0"), Decimal("2.00"), Decimal("-2.00"), "EUR", "101"),
+        (
+            RT.MERCHANT_PAYOUT,
+            "PAYOUT-1",
+            "",
+            "",
+            Decimal("-25.60"),
+            Decimal("0"),
+            Decimal("-25.60"),
+            "EUR",
+            "101",
+        ),
+    ]
+
+
+def test_adyen_creation_date_is_read_in_the_reports_time_zone():
+    row = adyen_row(
+        "Settled",
+        psp="P1",
+        gross_credit="1.00",
+        net_credit="1.00",
+        created="2026-07-01 12:00:00",
+        timezone="Europe/Amsterdam",
+    )
+    load(Layout.ADYEN, write_csv(ADYEN_COLUMNS, [row]))
+    line = SettlementLine.objects.get()
+    assert line.booked_at.isoformat() == "2026-07-01T10:00:00+00:00"
+
+
+def test_reordered_and_extra_columns_bom_and_windows_line_endings_read_the_same():
+    plain = write_csv(ADYEN_COLUMNS, ADYEN_ROWS[:3])
+    shuffled_order = list(reversed(ADYEN_COLUMNS))
+    awkward = write_csv(
+        ADYEN_COLUMNS,
+        ADYEN_ROWS[:3],
+        bom=True,
+        crlf=True,
+        order=shuffled_order,
+        extra_columns={"Acquirer": "AdyenNL", "Issuer Country": "MT"},
+    )
+    load(Layout.ADYEN, plain, provider="adyen-a", name="plain.csv")
+    load(Layout.ADYEN, awkward, provider="adyen-b", name="awkward.csv")
+    first = [normalized(x) for x in SettlementLine.objects.filter(provider_code="adyen-a")]
+    second = [normalized(x) for x in SettlementLine.objects.filter(provider_code="adyen-b")]
+    assert len(first) == 3
+    assert first == second
+
+
+def test_stripe_itemized_payout_reconciliation_maps_categories_and_signs():
+    rows = [
+        stripe_row(
+            "charge",
+            txn="txn_1",
+            source="ch_1",
+            payment_intent="pi_1",
+            gross="100.00",
+            fee="3.20",
+            net="96.80",
+            reference="DEP-9",
+        ),
+        stripe_row("refund", txn="txn_2", source="re_1", payment_intent="pi_1", gross="-10.00"),
+        stripe_row(
+            "dispute",
+            txn="txn_3",
+            source="dp_1",
+            payment_intent="pi_2",
+            gross="-30.00",
+            fee="15.00",
+            net="-45.00",
+        ),
+        stripe_row("fee", txn="txn_4", source="", gross="-1.00"),
+        stripe_row("payout", txn="txn_5", source="po_1", gross="-40.80"),
+        stripe_row("transfer", txn="txn_6", source="tr_1", gross="-1.00"),
+    ]
+    load(Layout.STRIPE, write_csv(STRIPE_COLUMNS, rows), provider="stripe")
+    lines = list(SettlementLine.objects.order_by("line_number"))
+    assert [normalized(line) for line in lines] == [
+        (
+            RT.PAYMENT,
+            "pi_1",
+            "pi_1",
+            "DEP-9",
+            Decimal("100.00"),
+            Decimal("3.20"),
+            Decimal("96.80"),
+            "EUR",
+            "po_1",
+        ),
+        (
+            RT.REFUND,
+            "re_1",
+            "pi_1",
+            "",
+            Decimal("-10.00"),
+            Decimal("0.00"),
+            Decimal("-10.00"),
+            "EUR",
+            "po_1",
+        ),
+        (
+            RT.CHARGEBACK,
+            "dp_1",
+            "pi_2",
+            "",
+            Decimal("-30.00"),
+            Decimal("15.00"),
+            Decimal("-45.00"),
+            "EUR",
+            "po_1",
+        ),
+        (RT.FEE, "txn_4", "", "", Decimal("0"), Decimal("1.00"), Decimal("-1.00"), "EUR", "po_1"),
+        (
+            RT.MERCHANT_PAYOUT,
+            "po_1",
+            "",
+            "",
+            Decimal("-40.80"),
+            Decimal("0.00"),
+            Decimal("-40.80"),
+            "EUR",
+            "po_1",
+        ),
+        (
+            RT.OTHER,
+            "tr_1",
+            "",
+            "",
+            Decimal("-1.00"),
+            Decimal("0.00"),
+            Decimal("-1.00"),
+            "EUR",
+            "po_1",
+        ),
+    ]
+
+
+def test_sandbox_settlement_file_loads_thousands_of_lines():
+    rows = [
+        sandbox_row(
+            "payment",
+            provider="sandbox-card",
+            reference=f"SBX-{i:06d}",
+            merchant_reference=f"DEP-{i}",
+            gross=f"{i}.25",
+            fee="0.25",
+            net=f"{i}.00",
+        )
+        for i in range(1, 5001)
+    ]
+    report = load(Layout.SANDBOX, write_csv(SANDBOX_COLUMNS, rows), provider="sandbox-card")
+    assert (report.rows_total, report.rows_processed, report.lines_loaded) == (5000, 5000, 5000)
+    line = SettlementLine.objects.get(provider_reference="SBX-004321")
+    assert (line.gross, line.fee, line.net, line.line_number) == (
+        Decimal("4321.25"),
+        Decimal("0.25"),
+        Decimal("4321.00"),
+        4322,
+    )
+
+
+def test_the_same_file_twice_is_recognised_and_not_imported_again():
+    content = write_csv(ADYEN_COLUMNS, ADYEN_ROWS[:2])
+    first = load(Layout.ADYEN, content)
+    again, created = services.receive_report(
+        layout=Layout.ADYEN, provider_code="adyen", file_name="again.csv", content=content
+    )
+    assert not created
+    assert again.pk == first.pk
+    assert SettlementImport.objects.count() == 1
+    assert SettlementLine.objects.count() == 2
+
+
+def test_lines_resent_in_a_later_report_are_not_counted_twice():
+    load(Layout.ADYEN, write_csv(ADYEN_COLUMNS, ADYEN_ROWS[:2]), name="monday.csv")
+    # Tuesday's report repeats Monday's refund line, in another column order, and adds one.
+    later = write_csv(ADYEN_COLUMNS, ADYEN_ROWS[1:3], order=list(reversed(ADYEN_COLUMNS)))
+    report = load(Layout.ADYEN, later, name="tuesday.csv")
+    assert (report.rows_total, report.lines_loaded, report.lines_already_known) == (2, 1, 1)
+    assert SettlementLine.objects.count() == 3
+
+
+def test_malformed_values_are_refused_with_line_numbers_and_nothing_is_written():
+    rows = [dict(r) for r in ADYEN_ROWS[:3]]
+    rows[0]["Gross Credit (GC)"] = "1,000.00"
+    rows[2]["Creation Date"] = "20/11/2026"
+    rows[2]["Net Debit (NC)"] = "50.001"
+    content = write_csv(ADYEN_COLUMNS, rows)
+    report, _ = services.receive_report(
+        layout=Layout.ADYEN, provider_code="adyen", file_name="bad.csv", content=content
+    )
+    with pytest.raises(MalformedReport) as refused:
+        services.load_report(settlement_import=report)
+
+    expected = [
+        {"line": 2, "column": "Gross Credit (GC)", "message": "'1,000.00' is not a decimal amount"},
+        {
+            "line": 4,
+            "column": "Net Debit (NC)",
+            "message": "50.001 has more decimals than EUR allows",
+        },
+        {"line": 4, "column": "Creation Date", "message": "'20/11/2026' is not a date and time"},
+    ]
+    assert refused.value.details["errors"] == expected
+    report.refresh_from_db()
+    assert report.status == SettlementImport.Status.REJECTED
+    assert report.errors == expected
+    assert SettlementLine.objects.count() == 0
+
+
+def test_missing_required_columns_are_refused_at_line_one():
+    columns = [c for c in ADYEN_COLUMNS if c not in ("Psp Reference", "Batch Number")]
+    with pytest.raises(MalformedReport) as refused:
+        load(Layout.ADYEN, write_csv(columns, ADYEN_ROWS[:1]))
+    assert [(e["line"], e["column"]) for e in refused.value.details["errors"]] == [
+        (1, "Psp Reference"),
+        (1, "Batch Number"),
+    ]
+    assert SettlementLine.objects.count() == 0
+
+
+def test_a_ragged_line_is_refused_with_its_line_number():
+    content = write_csv(
+        SANDBOX_COLUMNS,
+        [sandbox_row("payment", provider="sbx", reference=f"R{i}", gross="1.00") for i in range(5)],
+    )
+    lines = content.split(b"\n")
+    lines[3] = lines[3] + b",surplus"
+    with pytest.raises(MalformedReport) as refused:
+        load(Layout.SANDBOX, b"\n".join(lines), provider="sbx")
+    (error,) = refused.value.details["errors"]
+    assert error["line"] == 4
+    assert "expected 11 columns" in error["message"]
+    assert SettlementLine.objects.count() == 0
+
+
+def test_unknown_currency_time_zone_and_foreign_provider_are_refused():
+    sandbox = write_csv(
+        SANDBOX_COLUMNS,
+        [
+            sandbox_row("payment", provider="sbx", reference="R1", gross="1.00", currency="XXX"),
+            sandbox_row("payment", provider="other", reference="R2", gross="1.00"),
+        ],
+    )
+    with pytest.raises(MalformedReport) as refused:
+        load(Layout.SANDBOX, sandbox, provider="sbx")
+    assert [(e["line"], e["column"]) for e in refused.value.details["errors"]] == [
+        (2, "currency"),
+        (2, "net_currency"),
+        (3, "provider"),
+    ]
+
+    adyen = write_csv(
+        ADYEN_COLUMNS,
+        [
+            adyen_row(
+                "Settled", psp="P", gross_credit="1.00", net_credit="1.00", timezone="Mars/Base"
+            )
+        ],
+    )
+    with pytest.raises(MalformedReport) as refused:
+        load(Layout.ADYEN, adyen)
+    assert refused.value.details["errors"] == [
+        {"line": 2, "column": "TimeZone", "message": "unknown time zone 'Mars/Base'"}
+    ]
+    assert SettlementLine.objects.count() == 0
+
+
+def test_a_file_with_only_a_header_is_refused():
+    with pytest.raises(MalformedReport):
+        load(Layout.STRIPE, write_csv(STRIPE_COLUMNS, []), provider="stripe")
+    assert SettlementLine.objects.count() == 0
