@@ -140,3 +140,136 @@ CELERY_TIMEZONE = TIME_ZONE
 
 # How often the beat job folds pending system-account deltas into their balances.
 LEDGER_ROLLUP_INTERVAL_SECONDS = env.int("LEDGER_ROLLUP_INTERVAL_SECONDS", default=10)
+# On PostgreSQL an entry is written in one statement (see wallets/services.py); off, it takes
+# the portable statement-by-statement path the SQLite demo uses. The tests run both.
+LEDGER_SINGLE_STATEMENT_POSTING = env.bool("LEDGER_SINGLE_STATEMENT_POSTING", default=True)
+
+# --- compliance ---------------------------------------------------------------------------
+
+# The OFAC SDN snapshot lives in shared/ beside the repository (CI clones elsewhere with
+# shared/ next to it), so the default is relative to the repo, never an absolute path.
+OFAC_DATA_DIR = env.path("OFAC_DATA_DIR", default=BASE_DIR.parent / "shared" / "data" / "ofac")
+# Name-match score (0..1) at or above which a player is a screening hit (yente's default).
+COMPLIANCE_SCREENING_THRESHOLD = env.float("COMPLIANCE_SCREENING_THRESHOLD", default=0.70)
+COMPLIANCE_DEFAULT_MINIMUM_AGE = env.int("COMPLIANCE_DEFAULT_MINIMUM_AGE", default=18)
+# Jurisdictions whose gambling age is above the default (ISO 3166-1 alpha-2 -> years).
+COMPLIANCE_MINIMUM_AGE_BY_COUNTRY = env.json(
+    "COMPLIANCE_MINIMUM_AGE_BY_COUNTRY", default={"BE": 21, "EE": 21, "GR": 21}
+)
+# Residence or IP country in this list: no deposits. An empty allowed list allows the rest.
+COMPLIANCE_BLOCKED_COUNTRIES = env.list(
+    "COMPLIANCE_BLOCKED_COUNTRIES", default=["US", "FR", "KP", "IR", "CU", "SY"]
+)
+COMPLIANCE_ALLOWED_COUNTRIES = env.list("COMPLIANCE_ALLOWED_COUNTRIES", default=[])
+# Compliance thresholds are in EUR; amounts in other currencies are compared at these
+# reference rates (EUR per unit), which only decide which checks apply, never move money.
+COMPLIANCE_EUR_RATES = env.json(
+    "COMPLIANCE_EUR_RATES",
+    default={
+        "EUR": "1",
+        "USD": "0.92",
+        "GBP": "1.17",
+        "JPY": "0.0062",
+        "BTC": "60000",
+        "ETH": "3000",
+        "USDT": "0.92",
+    },
+)
+# KYC level "basic" (database check) allows deposits up to this lifetime total, in EUR.
+COMPLIANCE_BASIC_DEPOSIT_LIMIT_EUR = env.str("COMPLIANCE_BASIC_DEPOSIT_LIMIT_EUR", default="2000")
+# A single deposit or withdrawal at or above this (EUR) needs KYC level "enhanced".
+COMPLIANCE_HIGH_VALUE_THRESHOLD_EUR = env.str(
+    "COMPLIANCE_HIGH_VALUE_THRESHOLD_EUR", default="10000"
+)
+# A raised deposit limit takes effect only after this cooling-off period.
+COMPLIANCE_LIMIT_INCREASE_COOLING_OFF_HOURS = env.int(
+    "COMPLIANCE_LIMIT_INCREASE_COOLING_OFF_HOURS", default=24
+)
+# Risk score bands: at or above MEDIUM is medium, at or above HIGH is high.
+COMPLIANCE_RISK_MEDIUM = env.int("COMPLIANCE_RISK_MEDIUM", default=30)
+COMPLIANCE_RISK_HIGH = env.int("COMPLIANCE_RISK_HIGH", default=60)
+# How often the AML batch sweeps ledger entries the per-entry tasks may have missed.
+COMPLIANCE_MONITORING_INTERVAL_SECONDS = env.int(
+    "COMPLIANCE_MONITORING_INTERVAL_SECONDS", default=300
+)
+
+# --- wallets: game wallet and bonuses -----------------------------------------------------
+
+# Signed game-provider calls older or newer than this are refused (replay window).
+GAME_WALLET_SIGNATURE_TOLERANCE_SECONDS = env.int(
+    "GAME_WALLET_SIGNATURE_TOLERANCE_SECONDS", default=300
+)
+# How long a game session token (issued when the casino launches a game) allows bets.
+GAME_SESSION_TTL_SECONDS = env.int("GAME_SESSION_TTL_SECONDS", default=4 * 60 * 60)
+# Fernet keys (newest first) that encrypt game-provider secrets at rest. Empty: a key derived
+# from SECRET_KEY (the demo). Rotate by prepending a new key; old ciphertexts still decrypt.
+GAME_PROVIDER_SECRET_KEYS = env.list("GAME_PROVIDER_SECRET_KEYS", default=[])
+# Which money a bet spends first while a bonus is active: "cash_first" or "bonus_first".
+BONUS_SPEND_ORDER = env.str("BONUS_SPEND_ORDER", default="cash_first")
+# Highest wagering multiplier per player country (ISO alpha-2), applied when a bonus is
+# granted: Great Britain caps wagering requirements at 10x from 2026.
+BONUS_WAGERING_CAPS = env.json("BONUS_WAGERING_CAPS", default={"GB": 10})
+# How often the beat job forfeits expired bonuses.
+BONUS_EXPIRY_INTERVAL_SECONDS = env.int("BONUS_EXPIRY_INTERVAL_SECONDS", default=60)
+
+# --- payments ------------------------------------------------------------------------------
+
+# The simulated providers (payments/sandbox): on for the demo and tests, off in production.
+SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=True)
+# Where providers reach us (webhook URLs we hand them) and where the sandbox lives.
+PAYMENTS_PUBLIC_BASE_URL = env.str("PAYMENTS_PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+PAYMENTS_DEFAULT_RETURN_URL = env.str(
+    "PAYMENTS_DEFAULT_RETURN_URL", default=PAYMENTS_PUBLIC_BASE_URL + "/"
+)
+PAYMENTS_PROVIDER_TIMEOUT_SECONDS = env.float("PAYMENTS_PROVIDER_TIMEOUT_SECONDS", default=10.0)
+PAYMENTS_PROVIDER_CONNECT_TIMEOUT_SECONDS = env.float(
+    "PAYMENTS_PROVIDER_CONNECT_TIMEOUT_SECONDS", default=3.0
+)
+# Confirmations before a crypto payment counts as settled (a provider's options override).
+PAYMENTS_CRYPTO_CONFIRMATIONS = env.json(
+    "PAYMENTS_CRYPTO_CONFIRMATIONS", default={"BTC": 2, "ETH": 12, "USDT": 12}
+)
+# Underpaid crypto: "credit" what arrived, or "review" (hold until an operator accepts it).
+PAYMENTS_CRYPTO_UNDERPAID = env.str("PAYMENTS_CRYPTO_UNDERPAID", default="credit")
+# Withdrawals above these amounts go to review / need two approvers. A currency missing here
+# always goes to review with two approvers (fail closed).
+PAYMENTS_REVIEW_THRESHOLDS = env.json(
+    "PAYMENTS_REVIEW_THRESHOLDS",
+    default={
+        "EUR": "500",
+        "USD": "500",
+        "GBP": "500",
+        "JPY": "75000",
+        "BTC": "0.01",
+        "ETH": "0.2",
+        "USDT": "500",
+    },
+)
+PAYMENTS_FOUR_EYES_THRESHOLDS = env.json(
+    "PAYMENTS_FOUR_EYES_THRESHOLDS",
+    default={
+        "EUR": "5000",
+        "USD": "5000",
+        "GBP": "5000",
+        "JPY": "750000",
+        "BTC": "0.1",
+        "ETH": "2",
+        "USDT": "5000",
+    },
+)
+PAYMENTS_STUCK_AFTER_SECONDS = env.int("PAYMENTS_STUCK_AFTER_SECONDS", default=300)
+PAYMENTS_WEBHOOK_SWEEP_AFTER_SECONDS = env.int("PAYMENTS_WEBHOOK_SWEEP_AFTER_SECONDS", default=60)
+# Signs our notifications to the casino. Falls back to a key derived from SECRET_KEY so the
+# demo works; production sets its own and shares it with the casino.
+PAYMENTS_CALLBACK_SECRET = env.str("PAYMENTS_CALLBACK_SECRET", default="") or (
+    "derived:" + __import__("hashlib").sha256(f"callback:{SECRET_KEY}".encode()).hexdigest()
+)
+PAYMENTS_NOTIFICATION_TIMEOUT_SECONDS = env.float("PAYMENTS_NOTIFICATION_TIMEOUT_SECONDS", default=5.0)
+PAYMENTS_NOTIFICATION_BACKOFF_SECONDS = env.list(
+    "PAYMENTS_NOTIFICATION_BACKOFF_SECONDS", cast=int, default=[60, 300, 1800, 7200, 21600, 86400]
+)
+# Sandbox scenario timings (magic amounts, see docs/payments.md).
+PAYMENTS_SANDBOX_WEBHOOK_DELAY_SECONDS = env.float("PAYMENTS_SANDBOX_WEBHOOK_DELAY_SECONDS", default=5.0)
+PAYMENTS_SANDBOX_TIMEOUT_SLEEP_SECONDS = env.float(
+    "PAYMENTS_SANDBOX_TIMEOUT_SLEEP_SECONDS", default=PAYMENTS_PROVIDER_TIMEOUT_SECONDS + 2
+)

@@ -1,0 +1,34 @@
+"""Compliance listens to wallets (which never imports compliance): bets ask first, ledger
+entries and player profile changes are monitored after they commit."""
+
+from django.db import transaction
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
+from wallets.models import JournalEntry, Player
+from wallets.signals import bet_requested
+
+from . import services, tasks
+from .monitoring import MONITORED_KINDS
+
+
+@receiver(bet_requested, dispatch_uid="compliance.check_bet")
+def refuse_bet_of_excluded_player(sender, *, player, currency, amount, **kwargs):
+    services.check_bet(player=player, currency=currency, amount=amount)
+
+
+@receiver(post_save, sender=JournalEntry, dispatch_uid="compliance.monitor_entry")
+def monitor_money_movement(sender, instance, created, **kwargs):
+    # The entry's postings are written after this save, in the same transaction: the task
+    # runs once it commits, and not at all if it rolls back.
+    if created and instance.kind in MONITORED_KINDS:
+        entry_id = instance.pk
+        transaction.on_commit(lambda: tasks.monitor_entry.delay(entry_id))
+
+
+@receiver(post_save, sender=Player, dispatch_uid="compliance.screen_player")
+def screen_registered_player(sender, instance, **kwargs):
+    # Registration and every profile update (name, birth date, country) are screened.
+    if instance.full_name:
+        player_id = instance.pk
+        transaction.on_commit(lambda: tasks.screen_player.delay(player_id))

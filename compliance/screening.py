@@ -1,0 +1,352 @@
+"""Sanctions screening against the OFAC SDN list.
+
+Import: `manage.py import_sanctions` reads OFAC's CSV files (sdn.csv, alt.csv, add.csv; no
+header, `-0-` for empty), keeps every name and alias, and parses dates of birth and
+countries out of the remarks and addresses. When the list changed, every player is
+screened again (a task, on commit).
+
+Matching: names are normalized (accents folded, case, punctuation and honorifics dropped),
+then compared with rapidfuzz's token-sort ratio, which ignores word order ("HASAN, Ali" is
+"Ali Hasan"). Date of birth and country are qualifiers: a matching birth year raises the
+score, a birth year more than a year apart lowers it, a shared country raises it slightly.
+At or above `settings.COMPLIANCE_SCREENING_THRESHOLD` (0.70 by default) is a hit, which
+raises a sanctions alert; the alert blocks withdrawals until an officer clears or confirms
+it. Only individuals are screened: players are natural persons, and companies, vessels and
+aircraft would only add false positives.
+"""
+
+import csv
+import hashlib
+import re
+import threading
+import unicodedata
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from rapidfuzz import fuzz, process
+
+from wallets.models import Player
+
+from .errors import SanctionsListUnavailable
+from .models import AmlRule, SanctionsEntity, SanctionsImport, SanctionsName
+from .services import audit, raise_event_alert
+
+SOURCE = "ofac_sdn"
+EMPTY = "-0-"
+
+HONORIFICS = {
+    "mr", "mrs", "ms", "miss", "dr", "prof", "sir", "lady", "lord", "dame", "sheikh",
+    "shaykh", "sheik", "haji", "hajji", "hadji", "mullah", "maulana", "imam", "ayatollah",
+    "general", "gen", "colonel", "col", "major", "maj", "captain", "capt", "brigadier",
+    "admiral", "lt", "sgt", "engineer", "eng", "judge", "president", "minister",
+}  # fmt: skip
+
+# Country names as OFAC writes them -> ISO 3166-1 alpha-2 (for the country qualifier).
+COUNTRY_CODES = {
+    "afghanistan": "AF", "albania": "AL", "algeria": "DZ", "angola": "AO", "argentina": "AR",
+    "armenia": "AM", "australia": "AU", "austria": "AT", "azerbaijan": "AZ", "bahrain": "BH",
+    "bangladesh": "BD", "belarus": "BY", "belgium": "BE", "belize": "BZ", "bolivia": "BO",
+    "bosnia and herzegovina": "BA", "brazil": "BR", "bulgaria": "BG", "burma": "MM",
+    "burundi": "BI", "cambodia": "KH", "canada": "CA", "central african republic": "CF",
+    "chad": "TD", "chile": "CL", "china": "CN", "colombia": "CO", "costa rica": "CR",
+    "croatia": "HR", "cuba": "CU", "cyprus": "CY", "czech republic": "CZ",
+    "congo, democratic republic of the": "CD", "democratic republic of the congo": "CD",
+    "denmark": "DK", "dominican republic": "DO", "ecuador": "EC", "egypt": "EG",
+    "el salvador": "SV", "eritrea": "ER", "ethiopia": "ET", "finland": "FI", "france": "FR",
+    "gaza": "PS", "georgia": "GE", "germany": "DE", "ghana": "GH", "greece": "GR",
+    "guatemala": "GT", "guinea": "GN", "haiti": "HT", "honduras": "HN", "hong kong": "HK",
+    "hungary": "HU", "india": "IN", "indonesia": "ID", "iran": "IR", "iraq": "IQ",
+    "ireland": "IE", "israel": "IL", "italy": "IT", "jamaica": "JM", "japan": "JP",
+    "jordan": "JO", "kazakhstan": "KZ", "kenya": "KE", "korea, north": "KP",
+    "north korea": "KP", "korea, south": "KR", "south korea": "KR", "kosovo": "XK",
+    "kuwait": "KW", "kyrgyzstan": "KG", "laos": "LA", "latvia": "LV", "lebanon": "LB",
+    "liberia": "LR", "libya": "LY", "liechtenstein": "LI", "lithuania": "LT",
+    "luxembourg": "LU", "macedonia": "MK", "malaysia": "MY", "mali": "ML", "malta": "MT",
+    "mauritania": "MR", "mexico": "MX", "moldova": "MD", "montenegro": "ME", "morocco": "MA",
+    "mozambique": "MZ", "namibia": "NA", "netherlands": "NL", "new zealand": "NZ",
+    "nicaragua": "NI", "niger": "NE", "nigeria": "NG", "norway": "NO", "oman": "OM",
+    "pakistan": "PK", "palestinian": "PS", "panama": "PA", "paraguay": "PY", "peru": "PE",
+    "philippines": "PH", "poland": "PL", "portugal": "PT", "qatar": "QA", "romania": "RO",
+    "russia": "RU", "rwanda": "RW", "saudi arabia": "SA", "senegal": "SN", "serbia": "RS",
+    "sierra leone": "SL", "singapore": "SG", "slovakia": "SK", "slovenia": "SI",
+    "somalia": "SO", "south africa": "ZA", "south sudan": "SS", "spain": "ES",
+    "sri lanka": "LK", "sudan": "SD", "sweden": "SE", "switzerland": "CH", "syria": "SY",
+    "taiwan": "TW", "tajikistan": "TJ", "tanzania": "TZ", "thailand": "TH", "tunisia": "TN",
+    "turkey": "TR", "turkmenistan": "TM", "uganda": "UG", "ukraine": "UA",
+    "united arab emirates": "AE", "united kingdom": "GB", "united states": "US",
+    "uruguay": "UY", "uzbekistan": "UZ", "venezuela": "VE", "vietnam": "VN",
+    "west bank": "PS", "yemen": "YE", "zambia": "ZM", "zimbabwe": "ZW",
+}  # fmt: skip
+
+MONTHS = {m: i for i, m in enumerate(
+    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1
+)}  # fmt: skip
+_DOB = re.compile(r"\bDOB ([^;]+)")
+_FULL_DATE = re.compile(r"\b(\d{1,2}) ([A-Za-z]{3})[a-z]* (\d{4})\b")
+_YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
+_NATIONALITY = re.compile(r"\b(?:nationality|citizen) ([A-Za-z ,]+?)(?:;|\.|$| alt\.)")
+_NON_WORD = re.compile(r"[^\w]+")
+
+
+def normalize_name(name: str) -> str:
+    """Fold accents and case, drop punctuation and honorifics; keep word order (the scorer
+    sorts tokens itself)."""
+    folded = unicodedata.normalize("NFKD", name)
+    folded = "".join(c for c in folded if not unicodedata.combining(c)).casefold()
+    tokens = [t for t in _NON_WORD.sub(" ", folded.replace("'", "")).split() if t]
+    return " ".join(t for t in tokens if t not in HONORIFICS)
+
+
+def parse_dates_of_birth(remarks: str) -> list[str]:
+    found = []
+    for phrase in _DOB.findall(remarks or ""):
+        full = _FULL_DATE.findall(phrase)
+        for day, month, year in full:
+            if month.lower() in MONTHS:
+                found.append(f"{int(year):04d}-{MONTHS[month.lower()]:02d}-{int(day):02d}")
+        if not full:
+            found.extend(_YEAR.findall(phrase))
+    return list(dict.fromkeys(found))
+
+
+def _country_code(name: str) -> str | None:
+    return COUNTRY_CODES.get(name.strip().strip(".").lower())
+
+
+def parse_countries(remarks: str, addresses: list[str]) -> list[str]:
+    names = [m.strip() for m in _NATIONALITY.findall(remarks or "")] + addresses
+    return sorted({code for code in map(_country_code, names) if code})
+
+
+def _field(value: str) -> str:
+    value = (value or "").strip()
+    return "" if value == EMPTY else value
+
+
+def _read(path: Path) -> list[list[str]]:
+    try:
+        with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+            return [row for row in csv.reader(handle) if row]
+    except OSError as error:
+        raise SanctionsListUnavailable(f"Cannot read {path}: {error}", path=str(path)) from None
+
+
+def data_dir() -> Path:
+    return Path(settings.OFAC_DATA_DIR)
+
+
+def import_sdn(*, directory: Path | None = None, actor=None, force: bool = False):
+    """Replace the stored SDN list with the files in `directory`; return the import, or None
+    when the files are the ones already imported (unless `force`). A changed list sends
+    every player to be screened again once the import commits."""
+    directory = Path(directory or data_dir())
+    paths = [directory / n for n in ("sdn.csv", "alt.csv", "add.csv")]
+    digest = hashlib.sha256()
+    for path in paths:
+        if not path.exists():
+            raise SanctionsListUnavailable(f"{path} is missing.", path=str(path))
+        digest.update(path.read_bytes())
+    sha256 = digest.hexdigest()
+    latest = SanctionsImport.objects.filter(source=SOURCE).first()
+    if latest is not None and latest.sha256 == sha256 and not force:
+        return None
+    sdn, alt, add = (_read(p) for p in paths)
+    addresses: dict[str, list[str]] = {}
+    for row in add:
+        if len(row) >= 5 and _field(row[4]):
+            addresses.setdefault(row[0].strip(), []).append(_field(row[4]))
+    entities, names = [], []
+    for row in sdn:
+        if len(row) < 12:
+            continue
+        ent_num, remarks = row[0].strip(), _field(row[11])
+        entity = SanctionsEntity(
+            source=SOURCE,
+            source_id=ent_num,
+            name=_field(row[1]),
+            entity_type=_field(row[2]) or "entity",
+            programs=_field(row[3]),
+            title=_field(row[4]),
+            remarks=remarks,
+            dates_of_birth=parse_dates_of_birth(remarks),
+            countries=parse_countries(remarks, addresses.get(ent_num, [])),
+        )
+        entities.append(entity)
+        names.append((ent_num, entity.name, SanctionsName.Kind.PRIMARY))
+    kinds = {k.value for k in SanctionsName.Kind}
+    for row in alt:
+        if len(row) >= 4 and _field(row[3]):
+            kind = _field(row[2]).lower().strip(".")
+            names.append((row[0].strip(), _field(row[3]), kind if kind in kinds else "aka"))
+    with transaction.atomic():
+        SanctionsName.objects.filter(entity__source=SOURCE).delete()
+        SanctionsEntity.objects.filter(source=SOURCE).delete()
+        SanctionsEntity.objects.bulk_create(entities, batch_size=2000)
+        ids = dict(SanctionsEntity.objects.filter(source=SOURCE).values_list("source_id", "pk"))
+        rows = [
+            SanctionsName(
+                entity_id=ids[ent], name=name[:400], normalized=normalize_name(name)[:400], kind=k
+            )
+            for ent, name, k in names
+            if ent in ids and normalize_name(name)
+        ]
+        SanctionsName.objects.bulk_create(rows, batch_size=5000)
+        record = SanctionsImport.objects.create(
+            source=SOURCE,
+            sha256=sha256,
+            entity_count=len(entities),
+            name_count=len(rows),
+            actor=actor,
+        )
+        audit(
+            action="sanctions_list_imported",
+            actor=actor,
+            subject=f"sanctions_import:{record.pk}",
+            entities=len(entities),
+            names=len(rows),
+            sha256=sha256,
+        )
+        from .tasks import rescreen_all_players
+
+        transaction.on_commit(rescreen_all_players.delay)
+    return record
+
+
+# --- matching ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Match:
+    entity_id: int
+    source_id: str
+    listed_name: str
+    matched_name: str
+    name_score: float
+    score: float
+    qualifiers: tuple[str, ...]
+
+
+class _Index:
+    """The normalized names of listed individuals, loaded once per import per process."""
+
+    _lock = threading.Lock()
+    _loaded_for: int | None = None
+    names: list[str] = []
+    rows: list[tuple[int, str]] = []  # (entity_id, original name) parallel to `names`
+    entities: dict[int, SanctionsEntity] = {}
+
+    @classmethod
+    def current(cls) -> "type[_Index]":
+        latest = SanctionsImport.objects.filter(source=SOURCE).values_list("pk", flat=True)
+        latest = latest.first()
+        with cls._lock:
+            if latest != cls._loaded_for:
+                entities = SanctionsEntity.objects.filter(source=SOURCE, entity_type="individual")
+                cls.entities = {e.pk: e for e in entities}
+                pairs = list(
+                    SanctionsName.objects.filter(entity_id__in=cls.entities).values_list(
+                        "normalized", "entity_id", "name"
+                    )
+                )
+                cls.names = [p[0] for p in pairs]
+                cls.rows = [(p[1], p[2]) for p in pairs]
+                cls._loaded_for = latest
+        return cls
+
+
+def _birth_years(values: list[str]) -> set[int]:
+    return {int(v[:4]) for v in values}
+
+
+def match_name(
+    full_name: str,
+    *,
+    date_of_birth: date | None = None,
+    country: str = "",
+    threshold: float | None = None,
+) -> list[Match]:
+    """Listed individuals whose name (or alias) matches, best first, at or above threshold."""
+    threshold = settings.COMPLIANCE_SCREENING_THRESHOLD if threshold is None else threshold
+    query = normalize_name(full_name)
+    if not query:
+        return []
+    index = _Index.current()
+    # Qualifiers add at most 0.10, so candidates this far below the threshold cannot reach it.
+    cutoff = max(0.0, (threshold - 0.10) * 100)
+    candidates = process.extract(
+        query, index.names, scorer=fuzz.token_sort_ratio, score_cutoff=cutoff, limit=25
+    )
+    best: dict[int, Match] = {}
+    for _, name_score, position in candidates:
+        entity_id, original = index.rows[position]
+        entity = index.entities[entity_id]
+        score, qualifiers = name_score / 100, []
+        if date_of_birth and entity.dates_of_birth:
+            if date_of_birth.isoformat() in entity.dates_of_birth:
+                score, qualifiers = score + 0.10, [*qualifiers, "dob_exact"]
+            elif date_of_birth.year in _birth_years(entity.dates_of_birth):
+                score, qualifiers = score + 0.05, [*qualifiers, "dob_year"]
+            elif min(abs(date_of_birth.year - y) for y in _birth_years(entity.dates_of_birth)) > 1:
+                score, qualifiers = score - 0.15, [*qualifiers, "dob_mismatch"]
+        if country and country.upper() in entity.countries:
+            score, qualifiers = score + 0.03, [*qualifiers, "country"]
+        score = round(min(score, 1.0), 4)
+        if score < threshold:
+            continue
+        match = Match(
+            entity_id=entity_id,
+            source_id=entity.source_id,
+            listed_name=entity.name,
+            matched_name=original,
+            name_score=round(name_score / 100, 4),
+            score=score,
+            qualifiers=tuple(qualifiers),
+        )
+        if entity_id not in best or best[entity_id].score < score:
+            best[entity_id] = match
+    return sorted(best.values(), key=lambda m: -m.score)
+
+
+def screen_player(*, player: Player) -> list:
+    """Screen one player; raise a sanctions alert per listed person matched (once per
+    person and name: a cleared false positive is not raised again for the same name)."""
+    if not player.full_name:
+        return []
+    matches = match_name(
+        player.full_name, date_of_birth=player.date_of_birth, country=player.country
+    )
+    alerts = []
+    for match in matches:
+        alert = raise_event_alert(
+            kind=AmlRule.Kind.SANCTIONS_MATCH,
+            player=player,
+            dedup_key=f"{SOURCE}:{match.source_id}:{normalize_name(player.full_name)}",
+            details={
+                "list": SOURCE,
+                "listed_id": match.source_id,
+                "listed_name": match.listed_name,
+                "matched_name": match.matched_name,
+                "player_name": player.full_name,
+                "score": match.score,
+                "name_score": match.name_score,
+                "qualifiers": list(match.qualifiers),
+                "screened_at": timezone.now().isoformat(timespec="seconds"),
+            },
+        )
+        if alert is not None:
+            alerts.append(alert)
+    return alerts
+
+
+def rescreen_all_players(*, chunk_size: int = 1000) -> int:
+    """Screen every player that is not closed (after a list change); return how many."""
+    screened = 0
+    queryset = Player.objects.exclude(status=Player.Status.CLOSED).order_by("pk")
+    for player in queryset.iterator(chunk_size=chunk_size):
+        screen_player(player=player)
+        screened += 1
+    return screened
