@@ -273,3 +273,31 @@ PAYMENTS_SANDBOX_WEBHOOK_DELAY_SECONDS = env.float("PAYMENTS_SANDBOX_WEBHOOK_DEL
 PAYMENTS_SANDBOX_TIMEOUT_SLEEP_SECONDS = env.float(
     "PAYMENTS_SANDBOX_TIMEOUT_SLEEP_SECONDS", default=PAYMENTS_PROVIDER_TIMEOUT_SECONDS + 2
 )
+
+# --- reconciliation ------------------------------------------------------------------------
+
+# Matching defaults for a provider without its own ProviderPolicy row (admin).
+RECONCILIATION_DEFAULT_AMOUNT_TOLERANCE = env.str(
+    "RECONCILIATION_DEFAULT_AMOUNT_TOLERANCE", default="0"
+)
+RECONCILIATION_DEFAULT_MATCH_WINDOW_HOURS = env.int(
+    "RECONCILIATION_DEFAULT_MATCH_WINDOW_HOURS", default=72
+)
+RECONCILIATION_DEFAULT_GRACE_PERIOD_HOURS = env.int(
+    "RECONCILIATION_DEFAULT_GRACE_PERIOD_HOURS", default=48
+)
+# Write-offs above these amounts (per currency, "*" for the rest) need a second user's approval.
+RECONCILIATION_WRITE_OFF_APPROVAL_THRESHOLDS = env.dict(
+    "RECONCILIATION_WRITE_OFF_APPROVAL_THRESHOLDS",
+    default={"EUR": "100", "USD": "100", "GBP": "100", "JPY": "15000", "*": "0"},
+)
+# Reports dropped here are imported by a periodic task: <folder>/<layout>/<provider>/*.csv.
+RECONCILIATION_INBOX_DIR = env.str(
+    "RECONCILIATION_INBOX_DIR", default=f"{MEDIA_ROOT}/settlement-inbox"
+)
+RECONCILIATION_INBOX_INTERVAL_SECONDS = env.int("RECONCILIATION_INBOX_INTERVAL_SECONDS", default=300)
+RECONCILIATION_INTEGRITY_INTERVAL_SECONDS = env.int(
+    "RECONCILIATION_INTEGRITY_INTERVAL_SECONDS", default=3600
+)
+# Loading a report queues a matching run of its provider.
+RECONCILIATION_MATCH_AFTER_IMPORT = env.bool("RECONCILIATION_MATCH_AFTER_IMPORT", default=True)

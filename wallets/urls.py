@@ -1,8 +1,9 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import api
 
 urlpatterns = [
+    path("game-wallet/", include("wallets.game_urls")),
     path("players", api.RegisterPlayerView.as_view(), name="player-register"),
     path(
         "players/<str:external_id>/token",
