@@ -14,8 +14,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
+from django.db.models.signals import post_save
+from django.utils import timezone
 
 from .currencies import SEEDED_CURRENCIES
 from .errors import (
@@ -207,9 +210,45 @@ def system_account(*, kind: str, currency: str, system_code: str = "") -> Accoun
 
 @dataclass(frozen=True)
 class _Wallet:
-    player: Player
     accounts: dict[str, Account]
     system: Account | None
+
+
+def _wallet_sql(owner, currency, kind, currency_again, code) -> str:
+    # Two index lookups (the player's accounts, the one system account) rather than one OR
+    # that the planner may answer by scanning every account in the currency.
+    return f"""
+    SELECT account.id, account.owner_id, account.kind, account.allows_negative, player.status,
+           player.external_id
+    FROM {Account._meta.db_table} account
+    JOIN {Player._meta.db_table} player ON player.id = account.owner_id
+    WHERE account.owner_id = {owner} AND account.currency_id = {currency}
+    UNION ALL
+    SELECT id, NULL, kind, allows_negative, NULL, NULL FROM {Account._meta.db_table}
+    WHERE owner_id IS NULL AND kind = {kind} AND currency_id = {currency_again}
+      AND system_code = {code}
+    """
+
+
+_WALLET_SQL_PREPARED = _wallet_sql("$1", "$2", "$3", "$2", "$4")
+_WALLET_SQL_PORTABLE = _wallet_sql(*["%s"] * 5)
+
+
+def _load_wallet_rows(player: Player, currency: str, system_kind: str, system_code: str):
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            _execute_prepared(
+                cursor,
+                "ledger_load_wallet",
+                "bigint, text, text, text",
+                _WALLET_SQL_PREPARED,
+                [player.pk, currency, system_kind, system_code],
+            )
+        else:
+            cursor.execute(
+                _WALLET_SQL_PORTABLE, [player.pk, currency, system_kind, currency, system_code]
+            )
+        return cursor.fetchall()
 
 
 def _wallet(
@@ -220,26 +259,32 @@ def _wallet(
     system_code: str = "",
     active_only: bool,
 ) -> _Wallet:
-    """Load the player's accounts in `currency` and (optionally) one system account in a single
+    """Load the player's accounts in `currency` and (optionally) one system account in one
     query, creating whatever is missing. The player's status is read fresh with them."""
-    wanted = Q(owner=player, currency_id=currency)
-    if system_kind:
-        wanted |= Q(owner=None, currency_id=currency, kind=system_kind, system_code=system_code)
-    accounts = list(Account.objects.filter(wanted).select_related("owner"))
-    if len(accounts) < len(Account.PLAYER_KINDS) + bool(system_kind):
+    rows = _load_wallet_rows(player, currency, system_kind or "", system_code)
+    if len(rows) < len(Account.PLAYER_KINDS) + bool(system_kind):
         open_wallet(player=player, currency=currency)
         if system_kind:
             system_account(kind=system_kind, currency=currency, system_code=system_code)
-        accounts = list(Account.objects.filter(wanted).select_related("owner"))
-    by_kind = {a.kind: a for a in accounts if a.owner_id}
-    system = next((a for a in accounts if a.owner_id is None), None)
-    fresh_player = by_kind[Kind.PLAYER_CASH].owner
-    if active_only and fresh_player.status != Player.Status.ACTIVE:
-        raise PlayerBlocked(
-            f"Player {fresh_player.external_id} is {fresh_player.status}.",
-            status=fresh_player.status,
+        rows = _load_wallet_rows(player, currency, system_kind or "", system_code)
+    accounts, system, status, external_id = {}, None, None, None
+    for account_id, owner_id, kind, allows_negative, owner_status, owner_external_id in rows:
+        account = Account(
+            id=account_id,
+            owner_id=owner_id,
+            currency_id=currency,
+            kind=kind,
+            system_code="" if owner_id else system_code,
+            allows_negative=allows_negative,
         )
-    return _Wallet(player=fresh_player, accounts=by_kind, system=system)
+        if owner_id:
+            accounts[kind] = account
+            status, external_id = owner_status, owner_external_id
+        else:
+            system = account
+    if active_only and status != Player.Status.ACTIVE:
+        raise PlayerBlocked(f"Player {external_id} is {status}.", status=status)
+    return _Wallet(accounts=accounts, system=system)
 
 
 # --- the posting engine --------------------------------------------------------------------
@@ -248,6 +293,28 @@ def _wallet(
 def _fingerprint(request: dict) -> str:
     canonical = json.dumps(request, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _insufficient_funds(account: Account, amount: Decimal, available: Decimal):
+    available = quantize_money(Decimal(str(available)), account.currency_id)
+    return InsufficientFunds(
+        f"{account.get_kind_display()} holds {available} {account.currency_id}; {-amount} needed.",
+        balance=format_money(available, account.currency_id),
+        currency=account.currency_id,
+        required=format_money(-amount, account.currency_id),
+    )
+
+
+def _refusal(legs) -> InsufficientFunds:
+    """After the balance CHECK refused an entry: which leg it was, with what is there now."""
+    debits = [(a, amount) for a, amount in legs if not a.is_rolled_up and amount < 0]
+    balances = dict(
+        Account.objects.filter(pk__in=[a.pk for a, _ in debits]).values_list("pk", "balance")
+    )
+    account, amount = next(
+        ((a, amount) for a, amount in debits if balances[a.pk] + amount < 0), debits[0]
+    )
+    return _insufficient_funds(account, amount, balances[account.pk])
 
 
 def _move_checked_balance(account: Account, amount: Decimal) -> Decimal:
@@ -265,36 +332,14 @@ def _move_checked_balance(account: Account, amount: Decimal) -> Decimal:
         row = cursor.fetchone()
     if row is None:
         available = Account.objects.filter(pk=account.pk).values_list("balance", flat=True).get()
-        available = quantize_money(available, account.currency_id)
-        raise InsufficientFunds(
-            f"{account.get_kind_display()} holds {available} {account.currency_id}; "
-            f"{-amount} needed.",
-            balance=str(available),
-            currency=account.currency_id,
-            required=str(-amount),
-        )
+        raise _insufficient_funds(account, amount, available)
     # SQLite (demo only) hands numbers back as floats.
     return quantize_money(Decimal(str(row[0])), account.currency_id)
 
 
-def _write_entry(
-    *, kind, legs, idempotency_key, request_hash, external_reference, metadata, actor, reverses
-) -> JournalEntry:
-    totals: dict[str, Decimal] = defaultdict(Decimal)
-    for account, amount in legs:
-        totals[account.currency_id] += amount
-    if any(totals.values()):
-        raise UnbalancedEntry(totals={c: str(t) for c, t in totals.items()})
-
-    entry = JournalEntry.objects.create(
-        kind=kind,
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
-        external_reference=external_reference,
-        metadata=metadata or {},
-        actor=actor,
-        reverses=reverses,
-    )
+def _insert_statement_by_statement(entry: JournalEntry, legs) -> None:
+    """Portable path (the SQLite demo). Call inside a transaction."""
+    entry.save(force_insert=True)
     balances_after: dict[int, Decimal] = {}
     for index, (account, amount) in sorted(enumerate(legs), key=lambda leg: leg[1][0].pk):
         if not account.is_rolled_up:
@@ -310,7 +355,94 @@ def _write_entry(
     deltas = [BalanceDelta(account=a, amount=amount) for a, amount in legs if a.is_rolled_up]
     if deltas:
         BalanceDelta.objects.bulk_create(deltas)
-    return entry
+
+
+def _execute_prepared(cursor, name: str, types: str, sql: str, params: list) -> None:
+    """Run `sql` as a server-side prepared statement, prepared once per connection: the
+    posting statement takes longer to plan than to run."""
+    # `connection` is a proxy shared by all threads; the wrapper behind it is this thread's.
+    wrapper = connections[DEFAULT_DB_ALIAS]
+    prepared = wrapper.__dict__.setdefault("_ledger_prepared", {})
+    if prepared.get(name) is not wrapper.connection:
+        cursor.execute(f"PREPARE {name} ({types}) AS {sql}")
+        prepared[name] = wrapper.connection
+    cursor.execute(f"EXECUTE {name} ({', '.join(['%s'] * len(params))})", params)
+
+
+# The whole entry in one statement: insert the entry, move the checked balances, insert the
+# postings with the balances after, and queue the roll-up deltas. A checked balance that would
+# go negative violates the account_balance_not_negative CHECK, which aborts the statement as a
+# whole, so nothing of the entry is written. One statement is atomic on its own: outside a
+# caller's transaction it needs no BEGIN and COMMIT round trips.
+_POSTING_TYPES = (
+    "text, text, text, text, jsonb, integer, bigint, timestamptz, bigint[], numeric[], bool[]"
+)
+_POSTING_SQL = f"""
+WITH entry AS (
+    INSERT INTO {JournalEntry._meta.db_table}
+        (kind, idempotency_key, request_hash, external_reference, metadata, actor_id,
+         reverses_id, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    RETURNING id
+), legs AS (
+    SELECT * FROM unnest($9, $10, $11)
+        WITH ORDINALITY AS leg(account_id, amount, is_checked, position)
+), moved AS (
+    UPDATE {Account._meta.db_table} account SET balance = account.balance + leg.amount
+    FROM legs leg
+    WHERE account.id = leg.account_id AND leg.is_checked
+    RETURNING account.id, account.balance
+), postings AS (
+    INSERT INTO {Posting._meta.db_table} (entry_id, account_id, amount, balance_after)
+    SELECT entry.id, leg.account_id, leg.amount, moved.balance
+    FROM entry CROSS JOIN legs leg LEFT JOIN moved ON moved.id = leg.account_id
+    ORDER BY leg.position
+), deltas AS (
+    INSERT INTO {BalanceDelta._meta.db_table} (account_id, amount)
+    SELECT leg.account_id, leg.amount FROM legs leg WHERE NOT leg.is_checked
+)
+SELECT id FROM entry
+"""
+
+
+def _insert_in_one_statement(entry: JournalEntry, legs) -> None:
+    """PostgreSQL path. With more than one checked account, call inside a transaction."""
+    checked = sorted(account.pk for account, _ in legs if not account.is_rolled_up)
+    with connection.cursor() as cursor:
+        if len(checked) > 1:
+            # The parts of one WITH statement run in no defined order, so lock the accounts
+            # in id order first: two entries on the same accounts can never deadlock.
+            cursor.execute(
+                f"SELECT id FROM {Account._meta.db_table} WHERE id = ANY(%s) "
+                "ORDER BY id FOR NO KEY UPDATE",
+                [checked],
+            )
+        _execute_prepared(
+            cursor,
+            "ledger_post_entry",
+            _POSTING_TYPES,
+            _POSTING_SQL,
+            [
+                entry.kind,
+                entry.idempotency_key,
+                entry.request_hash,
+                entry.external_reference,
+                json.dumps(entry.metadata, cls=DjangoJSONEncoder),
+                entry.actor_id,
+                entry.reverses_id,
+                entry.created_at,
+                [account.pk for account, _ in legs],
+                [amount for _, amount in legs],
+                [not account.is_rolled_up for account, _ in legs],
+            ],
+        )
+        (entry.pk,) = cursor.fetchone()
+    entry._state.adding = False
+    entry._state.db = connection.alias
+
+
+def _violated_constraint(exc: IntegrityError) -> str | None:
+    return getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None)
 
 
 def post_entry(
@@ -329,32 +461,62 @@ def post_entry(
     `request` describes the caller's request; a replay whose request differs is refused with
     IdempotencyConflict. Legs on player accounts are checked (never below zero); legs on
     system accounts are rolled up later. Callable inside an outer transaction (it uses a
-    savepoint).
+    savepoint there).
     """
     if not idempotency_key:
         raise MissingReason("An idempotency key is required.")
-    request_hash = _fingerprint({"kind": kind, **request})
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for account, amount in legs:
+        totals[account.currency_id] += amount
+    if any(totals.values()):
+        raise UnbalancedEntry(totals={c: str(t) for c, t in totals.items()})
+    if len({account.pk for account, _ in legs}) != len(legs):
+        raise UnbalancedEntry("An entry touches each account once.")
+
+    entry = JournalEntry(
+        kind=kind,
+        idempotency_key=idempotency_key,
+        request_hash=_fingerprint({"kind": kind, **request}),
+        external_reference=external_reference,
+        metadata=metadata or {},
+        actor=actor,
+        reverses=reverses,
+        created_at=timezone.now(),
+    )
+    one_statement = connection.vendor == "postgresql" and settings.LEDGER_SINGLE_STATEMENT_POSTING
+    checked_legs = sum(not account.is_rolled_up for account, _ in legs)
     try:
-        with transaction.atomic():
-            return _write_entry(
-                kind=kind,
-                legs=legs,
-                idempotency_key=idempotency_key,
-                request_hash=request_hash,
-                external_reference=external_reference,
-                metadata=metadata,
-                actor=actor,
-                reverses=reverses,
-            )
-    except IntegrityError:
+        if one_statement and checked_legs <= 1 and not connection.in_atomic_block:
+            _insert_in_one_statement(entry, legs)
+        else:
+            with transaction.atomic():
+                if one_statement:
+                    _insert_in_one_statement(entry, legs)
+                else:
+                    _insert_statement_by_statement(entry, legs)
+    except IntegrityError as exc:
+        if _violated_constraint(exc) == "account_balance_not_negative":
+            raise _refusal(legs) from None
         # The key's unique index made us wait for the first request; it committed, so this
         # is a replay. Any other integrity failure is not ours to hide.
-        existing = _replayed_or_none(idempotency_key, request_hash)
+        existing = _replayed_or_none(idempotency_key, entry.request_hash)
         if existing is None:
             if reverses is not None:
                 raise InvalidReversal(f"Entry {reverses.pk} has already been reversed.") from None
             raise
         return existing
+    if one_statement:
+        # Written by SQL, not save(): tell post_save receivers (compliance monitoring) as
+        # save() would have.
+        post_save.send(
+            sender=JournalEntry,
+            instance=entry,
+            created=True,
+            raw=False,
+            using=entry._state.db,
+            update_fields=None,
+        )
+    return entry
 
 
 def _replayed_or_none(idempotency_key: str, request_hash: str) -> JournalEntry | None:

@@ -45,7 +45,11 @@ def cash(player, currency="EUR") -> Decimal:
     return Account.objects.get(owner=player, kind=Kind.PLAYER_CASH, currency_id=currency).balance
 
 
-def test_threads_hammering_one_wallet_lose_no_update_and_never_go_negative():
+@pytest.mark.parametrize("single_statement", [True, False])
+def test_threads_hammering_one_wallet_lose_no_update_and_never_go_negative(
+    settings, single_statement
+):
+    settings.LEDGER_SINGLE_STATEMENT_POSTING = single_statement
     player = PlayerFactory()
     fund(player, "100.00")
     succeeded: list[tuple[str, Decimal]] = []
@@ -100,7 +104,9 @@ def test_threads_hammering_one_wallet_lose_no_update_and_never_go_negative():
     assert running == expected_cash
 
 
-def test_transfers_in_both_directions_between_players_never_deadlock():
+@pytest.mark.parametrize("single_statement", [True, False])
+def test_transfers_in_both_directions_between_players_never_deadlock(settings, single_statement):
+    settings.LEDGER_SINGLE_STATEMENT_POSTING = single_statement
     alice, bob = PlayerFactory(), PlayerFactory()
     fund(alice, "500.00")
     fund(bob, "500.00")

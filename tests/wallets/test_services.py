@@ -11,6 +11,12 @@ pytestmark = pytest.mark.django_db
 Kind = Account.Kind
 
 
+@pytest.fixture(autouse=True, params=["single_statement", "statement_by_statement"])
+def posting_path(request, settings):
+    """Every service test runs on both ways of writing an entry (see _write_entry)."""
+    settings.LEDGER_SINGLE_STATEMENT_POSTING = request.param == "single_statement"
+
+
 def balance(player, kind=Kind.PLAYER_CASH, currency="EUR") -> Decimal:
     return Account.objects.get(owner=player, kind=kind, currency_id=currency).balance
 
