@@ -1,0 +1,343 @@
+"""Player-facing payments API and the providers' webhook endpoint.
+
+Players call with `Authorization: Bearer <player token>` and see only their own payments
+(another player's reference answers 404). Money-creating calls need an `Idempotency-Key`
+header: the same key with the same body returns the original (200), with another body 409.
+"""
+
+from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, permissions, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from wallets.api import ERRORS, ErrorSerializer
+from wallets.auth import PlayerPrincipal
+from wallets.services import quantize_money
+
+from . import services
+from .models import Deposit, PaymentProvider, PayoutInstrument, Withdrawal
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=True,
+    description="Unique per request.",
+)
+WRITE_ERRORS = {
+    **ERRORS,
+    409: OpenApiResponse(ErrorSerializer, description="idempotency_conflict / invalid_transition"),
+    422: OpenApiResponse(ErrorSerializer, description="insufficient_funds"),
+}
+
+
+class IsPlayer(permissions.BasePermission):
+    def has_permission(self, request, view):
+        return isinstance(request.user, PlayerPrincipal)
+
+
+def _client_ip(request) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def _idempotency_key(request) -> str:
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not key or len(key) > 200:
+        raise serializers.ValidationError(
+            {"Idempotency-Key": "Send an Idempotency-Key header of 1–200 characters."}
+        )
+    return key
+
+
+class MoneyField(serializers.CharField):
+    """Amounts travel as strings; validation against the currency happens in the service."""
+
+    def to_representation(self, value):
+        return value
+
+
+class DepositSerializer(serializers.ModelSerializer):
+    amount = serializers.SerializerMethodField()
+    amount_received = serializers.SerializerMethodField()
+    refunded_amount = serializers.SerializerMethodField()
+    currency = serializers.CharField(source="currency_id")
+    method = serializers.CharField(source="method.code")
+    provider = serializers.CharField(source="provider.code")
+
+    class Meta:
+        model = Deposit
+        fields = [
+            "reference",
+            "status",
+            "method",
+            "provider",
+            "amount",
+            "amount_received",
+            "refunded_amount",
+            "currency",
+            "redirect_url",
+            "instructions",
+            "decline_code",
+            "decline_kind",
+            "is_paid_late",
+            "is_held_for_review",
+            "callback_url",
+            "created_at",
+            "expires_at",
+            "completed_at",
+        ]
+
+    def _money(self, deposit, value) -> str | None:
+        return None if value is None else str(quantize_money(value, deposit.currency_id))
+
+    def get_amount(self, deposit) -> str:
+        return self._money(deposit, deposit.amount)
+
+    def get_amount_received(self, deposit) -> str | None:
+        return self._money(deposit, deposit.amount_received)
+
+    def get_refunded_amount(self, deposit) -> str:
+        return self._money(deposit, deposit.refunded_amount)
+
+
+class CreateDepositSerializer(serializers.Serializer):
+    method = serializers.SlugField()
+    amount = MoneyField(help_text='Decimal as a string, e.g. "25.00".')
+    currency = serializers.CharField(max_length=8)
+    callback_url = serializers.URLField(required=False, default="", allow_blank=True)
+    return_url = serializers.URLField(required=False, default="", allow_blank=True)
+
+
+class DepositsView(generics.ListAPIView):
+    """List your deposits (newest first), or start one."""
+
+    permission_classes = [IsPlayer]
+    serializer_class = DepositSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Deposit.objects.none()
+        return Deposit.objects.filter(player=self.request.user.player).select_related(
+            "method", "provider"
+        )
+
+    @extend_schema(
+        request=CreateDepositSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={201: DepositSerializer, 200: DepositSerializer, **WRITE_ERRORS},
+    )
+    def post(self, request):
+        key = _idempotency_key(request)
+        incoming = CreateDepositSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        data = incoming.validated_data
+        player = request.user.player
+        existed = Deposit.objects.filter(player=player, idempotency_key=key).exists()
+        deposit = services.create_deposit(
+            player=player,
+            method_code=data["method"],
+            amount=data["amount"],
+            currency=data["currency"].upper(),
+            idempotency_key=key,
+            callback_url=data["callback_url"],
+            return_url=data["return_url"],
+            ip=_client_ip(request),
+        )
+        return Response(
+            DepositSerializer(deposit).data,
+            status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED,
+        )
+
+
+class DepositDetailView(generics.RetrieveAPIView):
+    """One of your deposits by its reference."""
+
+    permission_classes = [IsPlayer]
+    serializer_class = DepositSerializer
+    lookup_field = "reference"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Deposit.objects.none()
+        return Deposit.objects.filter(player=self.request.user.player)
+
+
+class InstrumentSerializer(serializers.ModelSerializer):
+    provider = serializers.CharField(source="provider.code", read_only=True)
+
+    class Meta:
+        model = PayoutInstrument
+        fields = [
+            "id",
+            "kind",
+            "identifier",
+            "network",
+            "holder_name",
+            "label",
+            "provider",
+            "is_active",
+            "created_at",
+        ]
+        read_only_fields = ["id", "provider", "is_active", "created_at"]
+        extra_kwargs = {"identifier": {"help_text": "Card token, IBAN, wallet id or address."}}
+        validators = []
+
+
+class InstrumentsView(generics.ListAPIView):
+    """Your payout instruments, or save a new one (validated: IBAN checksum, address per
+    network; card tokens only, never card numbers)."""
+
+    permission_classes = [IsPlayer]
+    serializer_class = InstrumentSerializer
+    pagination_class = None
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return PayoutInstrument.objects.none()
+        return PayoutInstrument.objects.filter(
+            player=self.request.user.player, is_active=True
+        ).select_related("provider")
+
+    @extend_schema(request=InstrumentSerializer, responses={201: InstrumentSerializer, **ERRORS})
+    def post(self, request):
+        incoming = InstrumentSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        instrument = services.add_payout_instrument(
+            player=request.user.player, **incoming.validated_data
+        )
+        return Response(InstrumentSerializer(instrument).data, status=status.HTTP_201_CREATED)
+
+
+class InstrumentDetailView(APIView):
+    permission_classes = [IsPlayer]
+
+    @extend_schema(responses={204: None, **ERRORS})
+    def delete(self, request, pk: int):
+        instrument = PayoutInstrument.objects.filter(pk=pk, player=request.user.player).first()
+        if instrument is None:
+            raise Http404
+        services.deactivate_payout_instrument(instrument=instrument)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class WithdrawalSerializer(serializers.ModelSerializer):
+    amount = serializers.SerializerMethodField()
+    currency = serializers.CharField(source="currency_id")
+    instrument = InstrumentSerializer()
+
+    class Meta:
+        model = Withdrawal
+        fields = [
+            "reference",
+            "status",
+            "amount",
+            "currency",
+            "instrument",
+            "decline_code",
+            "rejection_reason",
+            "callback_url",
+            "created_at",
+            "completed_at",
+        ]
+
+    def get_amount(self, withdrawal) -> str:
+        return str(quantize_money(withdrawal.amount, withdrawal.currency_id))
+
+
+class CreateWithdrawalSerializer(serializers.Serializer):
+    instrument = serializers.IntegerField()
+    amount = MoneyField()
+    currency = serializers.CharField(max_length=8)
+    callback_url = serializers.URLField(required=False, default="", allow_blank=True)
+
+
+class WithdrawalsView(generics.ListAPIView):
+    """Your withdrawals, or request one to a saved instrument (the money is held at once)."""
+
+    permission_classes = [IsPlayer]
+    serializer_class = WithdrawalSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Withdrawal.objects.none()
+        return Withdrawal.objects.filter(player=self.request.user.player).select_related(
+            "instrument__provider"
+        )
+
+    @extend_schema(
+        request=CreateWithdrawalSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={201: WithdrawalSerializer, 200: WithdrawalSerializer, **WRITE_ERRORS},
+    )
+    def post(self, request):
+        key = _idempotency_key(request)
+        incoming = CreateWithdrawalSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        data = incoming.validated_data
+        player = request.user.player
+        instrument = PayoutInstrument.objects.filter(pk=data["instrument"], player=player).first()
+        if instrument is None:
+            raise serializers.ValidationError({"instrument": "No such payout instrument."})
+        existed = Withdrawal.objects.filter(player=player, idempotency_key=key).exists()
+        withdrawal = services.request_withdrawal(
+            player=player,
+            instrument=instrument,
+            amount=data["amount"],
+            currency=data["currency"].upper(),
+            idempotency_key=key,
+            callback_url=data["callback_url"],
+            ip=_client_ip(request),
+        )
+        return Response(
+            WithdrawalSerializer(withdrawal).data,
+            status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED,
+        )
+
+
+class WithdrawalDetailView(generics.RetrieveAPIView):
+    permission_classes = [IsPlayer]
+    serializer_class = WithdrawalSerializer
+    lookup_field = "reference"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Withdrawal.objects.none()
+        return Withdrawal.objects.filter(player=self.request.user.player)
+
+
+class CancelWithdrawalView(APIView):
+    """Cancel a withdrawal that has not gone to the provider yet; the hold is released."""
+
+    permission_classes = [IsPlayer]
+
+    @extend_schema(request=None, responses={200: WithdrawalSerializer, **WRITE_ERRORS})
+    def post(self, request, reference: str):
+        withdrawal = Withdrawal.objects.filter(
+            reference=reference, player=request.user.player
+        ).first()
+        if withdrawal is None:
+            raise Http404
+        withdrawal = services.cancel_withdrawal(withdrawal=withdrawal, player=request.user.player)
+        return Response(WithdrawalSerializer(withdrawal).data)
+
+
+@csrf_exempt
+@require_POST
+def webhook(request, provider_code: str):
+    """Providers post here. Stored first, answered 401 on a bad signature (stored, never
+    processed), 200 otherwise; processing happens in a Celery task."""
+    if not PaymentProvider.objects.filter(code=provider_code).exists():
+        return JsonResponse(
+            {"error": {"code": "not_found", "message": "Unknown provider."}}, status=404
+        )
+    event = services.receive_webhook(
+        provider_code=provider_code, body=request.body, headers=dict(request.headers)
+    )
+    if not event.is_signature_valid:
+        return JsonResponse(
+            {"error": {"code": "invalid_signature", "message": event.signature_error}}, status=401
+        )
+    return JsonResponse({"received": event.pk})

@@ -1,0 +1,150 @@
+"""What every simulated provider shares: scenarios chosen by magic amounts, the sandbox
+objects, and webhooks sent later through Celery.
+
+The scenario is the last two digits of the amount in minor units (EUR 10.05 → "05",
+BTC 0.00100007 → "07", JPY 1,009 → "09"), like a PSP's test card numbers.
+"""
+
+import secrets
+import time
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+
+from payments.models import PaymentProvider
+from payments.providers.base import provider_secret
+from wallets.services import currency_exponent
+
+from .models import SandboxPayment
+
+SUCCESS = "success"
+INSTANT = "instant"
+SOFT_DECLINE = "soft_decline"
+HARD_DECLINE = "hard_decline"
+TIMEOUT = "timeout"
+WEBHOOK_DELAYED = "webhook_delayed"
+WEBHOOK_TWICE = "webhook_twice"
+OUT_OF_ORDER = "out_of_order"
+BAD_SIGNATURE = "bad_signature"
+
+SCENARIOS = {
+    "01": INSTANT,
+    "05": SOFT_DECLINE,
+    "06": HARD_DECLINE,
+    "07": TIMEOUT,
+    "08": WEBHOOK_DELAYED,
+    "09": WEBHOOK_TWICE,
+    "10": OUT_OF_ORDER,
+    "11": BAD_SIGNATURE,
+}
+
+# Outcomes a sandbox object ends in, in each provider's vocabulary via its dialect.
+PAID = "paid"
+PENDING = "pending"
+DECLINED_SOFT = "declined_soft"
+DECLINED_HARD = "declined_hard"
+CANCELLED = "cancelled"
+EXPIRED = "expired"
+
+
+def scenario_for(amount: Decimal, currency: str) -> str:
+    minor = int(amount.scaleb(currency_exponent(currency)))
+    return SCENARIOS.get(f"{minor % 100:02d}", SUCCESS)
+
+
+def provider(code: str) -> PaymentProvider:
+    return PaymentProvider.objects.get(code=code)
+
+
+def api_key_matches(provider_: PaymentProvider, presented: str) -> bool:
+    import hmac
+
+    expected = provider_secret(provider_, "api_key")
+    return bool(expected) and hmac.compare_digest(expected.encode(), presented.encode())
+
+
+def create(
+    *,
+    provider_code: str,
+    kind: str,
+    prefix: str,
+    merchant_reference: str,
+    amount: Decimal,
+    currency: str,
+    notify_url: str,
+    return_url: str = "",
+    data: dict | None = None,
+    status: str = PENDING,
+) -> tuple[SandboxPayment, bool]:
+    """Create the object, or return the one with this merchant reference (the provider's
+    own idempotency: a retried request never charges twice)."""
+    return SandboxPayment.objects.get_or_create(
+        provider_code=provider_code,
+        kind=kind,
+        merchant_reference=merchant_reference,
+        defaults={
+            "sandbox_id": f"{prefix}_{secrets.token_hex(8)}",
+            "amount": amount,
+            "currency": currency,
+            "status": status,
+            "scenario": scenario_for(amount, currency),
+            "notify_url": notify_url,
+            "return_url": return_url,
+            "data": data or {},
+        },
+    )
+
+
+def settle(payment: SandboxPayment, outcome: str, *, amount_paid: Decimal | None = None, **data):
+    """Move the object to `outcome` and send its webhooks as its scenario says.
+
+    Webhooks leave through Celery after commit, like a real provider's delivery queue."""
+    payment.status = outcome
+    if outcome == PAID:
+        payment.amount_paid = payment.amount if amount_paid is None else amount_paid
+    payment.data = {**payment.data, **data}
+    payment.save()
+    schedule_webhooks(payment, outcome)
+
+
+def schedule_webhooks(payment: SandboxPayment, outcome: str) -> None:
+    from .tasks import send_webhook
+
+    scenario = payment.scenario
+    sends: list[tuple[str, float, bool]] = []
+    if scenario == TIMEOUT:
+        sends = []  # the answer timed out and the webhook got lost: only polling finds it
+    elif scenario == WEBHOOK_DELAYED:
+        sends = [(outcome, settings.PAYMENTS_SANDBOX_WEBHOOK_DELAY_SECONDS, True)]
+    elif scenario == WEBHOOK_TWICE:
+        sends = [(outcome, 0, True), (outcome, 0.5, True)]
+    elif scenario == OUT_OF_ORDER:
+        # The final status overtakes the earlier "pending" one.
+        sends = [(outcome, 0, True), (PENDING, 1.0, True)]
+    elif scenario == BAD_SIGNATURE:
+        sends = [(outcome, 0, False)]
+    else:
+        sends = [(outcome, 0, True)]
+    pk = payment.pk
+    for status, delay, signed_right in sends:
+        transaction.on_commit(
+            lambda status=status, delay=delay, signed_right=signed_right: send_webhook.apply_async(
+                (pk, status, signed_right), countdown=delay
+            )
+        )
+
+
+def outcome_for_scenario(payment: SandboxPayment) -> str | None:
+    """The immediate outcome of an object whose scenario needs no hosted page."""
+    return {
+        SOFT_DECLINE: DECLINED_SOFT,
+        HARD_DECLINE: DECLINED_HARD,
+        SUCCESS: None,
+    }.get(payment.scenario, PAID)
+
+
+def stall_if_timeout(payment: SandboxPayment) -> None:
+    """The timeout scenario answers later than the adapter waits."""
+    if payment.scenario == TIMEOUT:
+        time.sleep(settings.PAYMENTS_SANDBOX_TIMEOUT_SLEEP_SECONDS)

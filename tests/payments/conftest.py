@@ -1,0 +1,113 @@
+"""A real Celery worker on the real Redis broker, against the test database.
+
+The worker is a subprocess (`celery -A config worker`) started once per session after
+pytest-django has created the test database; its DATABASE_URL names that database, and its
+PAYMENTS_PUBLIC_BASE_URL is the live server, so webhooks from the sandbox (sent by the
+worker) reach our webhook endpoint over HTTP. Tests that use it are transactional: the worker
+only sees committed rows.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection
+
+from payments import services
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Short enough for tests, identical in the worker (passed through its environment).
+TEST_SETTINGS = {
+    "PAYMENTS_PROVIDER_TIMEOUT_SECONDS": 1.0,
+    "PAYMENTS_SANDBOX_TIMEOUT_SLEEP_SECONDS": 2.0,
+    "PAYMENTS_SANDBOX_WEBHOOK_DELAY_SECONDS": 2.0,
+    "PAYMENTS_NOTIFICATION_TIMEOUT_SECONDS": 2.0,
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_payment_timings():
+    for name, value in TEST_SETTINGS.items():
+        setattr(settings, name, value)
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def start_worker(live_url: str, *, queue: str, log_name: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "PAYMENTS_PUBLIC_BASE_URL": live_url,
+        **{name: str(value) for name, value in TEST_SETTINGS.items()},
+    }
+    log = open(Path(tempfile.gettempdir()) / log_name, "w")  # noqa: SIM115 (lives with the worker)
+    return subprocess.Popen(  # noqa: S603 (our own fixed command line)
+        [
+            str(Path(sys.executable).with_name("celery")),
+            "-A",
+            "config",
+            "worker",
+            "--pool=threads",
+            "--concurrency=4",
+            "-Q",
+            queue,
+            "-n",
+            f"{queue}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel=INFO",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_until_ready(process: subprocess.Popen, name: str, timeout: float = 30):
+    from config.celery import app
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"celery worker exited with {process.returncode}")
+        replies = app.control.ping(destination=[name], timeout=0.5) or []
+        if replies:
+            return
+    raise RuntimeError("celery worker did not come up")
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, live_server):
+    if not settings.CELERY_BROKER_URL:
+        pytest.fail("These tests need CELERY_BROKER_URL (a real Redis broker).")
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    settings.PAYMENTS_PUBLIC_BASE_URL = live_server.url
+    import socket
+
+    process = start_worker(live_server.url, queue="casino", log_name="payments-test-worker.log")
+    try:
+        wait_until_ready(process, f"casino@{socket.gethostname()}")
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.fixture
+def sandbox(celery_worker, live_server, transactional_db):
+    """The four sandbox providers, pointed at the live server, with fresh secrets."""
+    return {p.kind: p for p in services.ensure_sandbox_providers(base_url=live_server.url)}
