@@ -17,7 +17,8 @@ demo: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo
 	@echo "Platform: http://127.0.0.1:8000  admin: /admin/  API docs: /api/docs/"
-	$(PY) manage.py runserver 127.0.0.1:8000
+	# --insecure: serve the admin's static files without DEBUG (the demo has no web server).
+	$(PY) manage.py runserver --insecure 127.0.0.1:8000
 
 test: $(VENV)/.installed
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
