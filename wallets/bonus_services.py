@@ -140,6 +140,7 @@ def grant_bonus(
     requested = _decimal(wagering_multiplier, "wagering_multiplier")
     if requested < 0 or requested > 1000 or requested != requested.quantize(Decimal("0.01")):
         raise InvalidBonus("The wagering multiplier must be between 0 and 1000, e.g. 35.")
+    requested = requested.quantize(Decimal("0.01"))
     if max_bet is not None:
         max_bet = services.validate_amount(max_bet, currency)
     if expires_at <= timezone.now():
