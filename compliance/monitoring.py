@@ -22,6 +22,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
 from wallets.models import Account, JournalEntry, Player, Posting
+from wallets.services import quantize_money
 
 from . import rules
 from .models import Alert, AmlRule, InstrumentUse, MonitoringCursor
@@ -95,7 +96,7 @@ def load_activity(player_ids, *, now, span: timedelta) -> dict[int, rules.Activi
                 kind=kind,
                 at=at,
                 currency=currency,
-                amount=abs(Decimal(amount)),
+                amount=quantize_money(abs(Decimal(amount)), currency),
                 instrument=fp or "",
                 instrument_type=fp_type or "",
             )

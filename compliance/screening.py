@@ -5,10 +5,12 @@ header, `-0-` for empty), keeps every name and alias, and parses dates of birth 
 countries out of the remarks and addresses. When the list changed, every player is
 screened again (a task, on commit).
 
-Matching: names are normalized (accents folded, case, punctuation and honorifics dropped),
-then compared with rapidfuzz's token-sort ratio, which ignores word order ("HASAN, Ali" is
-"Ali Hasan"). Date of birth and country are qualifiers: a matching birth year raises the
-score, a birth year more than a year apart lowers it, a shared country raises it slightly.
+Matching: names are normalized (accents folded, case, punctuation and honorifics dropped);
+rapidfuzz's token-sort ratio (order-blind: "HASAN, Ali" is "Ali Hasan") picks candidates
+from the whole list in C, then `name_similarity` scores each name part against its best
+counterpart, so one shared first name is not a match. Date of birth and country are
+qualifiers: a matching birth year raises the score, a birth year more than a year apart
+lowers it, a shared country raises it slightly.
 At or above `settings.COMPLIANCE_SCREENING_THRESHOLD` (0.70 by default) is a hit, which
 raises a sanctions alert; the alert blocks withdrawals until an officer clears or confirms
 it. Only individuals are screened: players are natural persons, and companies, vessels and
@@ -258,6 +260,31 @@ class _Index:
         return cls
 
 
+# Candidates below this token-sort ratio (0-100) are not worth the finer comparison.
+PREFILTER = 55
+TOKEN_MATCH = 0.8
+
+
+def name_similarity(query_tokens: list[str], listed_tokens: list[str]) -> float:
+    """0..1: how well the parts of the player's name and of the listed name find each other.
+
+    Each part takes its best counterpart's similarity if that is at least 0.8 (a spelling
+    variant: "Sergey" / "Sergei", "Norega" / "Noriega"), else 0 (a different word). The
+    player's side weighs 0.6 and the listed side 0.4, so a missing middle name still matches
+    ("Manuel Noriega" vs "Manuel Antonio Noriega": 0.87) while one shared first name does not
+    ("John Smith" vs "John Numbi": 0.5; a plain token-sort ratio gives it 0.70).
+    """
+
+    def covered(side, other):
+        total = 0.0
+        for token in side:
+            best = max(fuzz.ratio(token, o) for o in other) / 100
+            total += best if best >= TOKEN_MATCH else 0.0
+        return total / len(side)
+
+    return 0.6 * covered(query_tokens, listed_tokens) + 0.4 * covered(listed_tokens, query_tokens)
+
+
 def _birth_years(values: list[str]) -> set[int]:
     return {int(v[:4]) for v in values}
 
@@ -275,16 +302,18 @@ def match_name(
     if not query:
         return []
     index = _Index.current()
-    # Qualifiers add at most 0.10, so candidates this far below the threshold cannot reach it.
-    cutoff = max(0.0, (threshold - 0.10) * 100)
+    # Stage one, in C over the whole list: the token-sort ratio finds the candidates.
     candidates = process.extract(
-        query, index.names, scorer=fuzz.token_sort_ratio, score_cutoff=cutoff, limit=25
+        query, index.names, scorer=fuzz.token_sort_ratio, score_cutoff=PREFILTER, limit=50
     )
+    query_tokens = query.split()
     best: dict[int, Match] = {}
-    for _, name_score, position in candidates:
+    for listed, _, position in candidates:
         entity_id, original = index.rows[position]
         entity = index.entities[entity_id]
-        score, qualifiers = name_score / 100, []
+        # Stage two: every name part must find its counterpart (see `name_similarity`).
+        name_score = name_similarity(query_tokens, listed.split())
+        score, qualifiers = name_score, []
         if date_of_birth and entity.dates_of_birth:
             if date_of_birth.isoformat() in entity.dates_of_birth:
                 score, qualifiers = score + 0.10, [*qualifiers, "dob_exact"]
@@ -302,7 +331,7 @@ def match_name(
             source_id=entity.source_id,
             listed_name=entity.name,
             matched_name=original,
-            name_score=round(name_score / 100, 4),
+            name_score=round(name_score, 4),
             score=score,
             qualifiers=tuple(qualifiers),
         )

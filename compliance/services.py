@@ -545,6 +545,11 @@ def review_verification(
     with transaction.atomic():
         request = _locked_request(request)
         player = request.player
+        if not can_proceed(getattr(request, decision)):
+            raise InvalidTransition(
+                f"Cannot {decision.replace('_', ' ')} a {request.status} request.",
+                status=request.status,
+            )
         if decision == "approve":
             needed = set(LEVEL_DOCUMENTS[request.target_level])
             missing = needed - valid_document_types(player)

@@ -1,0 +1,31 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from compliance.errors import SanctionsListUnavailable
+from compliance.screening import data_dir, import_sdn
+
+
+class Command(BaseCommand):
+    help = (
+        "Import the OFAC SDN list (sdn.csv, alt.csv, add.csv) with aliases; when it changed, "
+        "every player is screened again."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--dir", type=Path, default=None, help="Default: OFAC_DATA_DIR.")
+        parser.add_argument("--force", action="store_true", help="Import even if unchanged.")
+
+    def handle(self, *args, **options):
+        directory = options["dir"] or data_dir()
+        try:
+            record = import_sdn(directory=directory, force=options["force"])
+        except SanctionsListUnavailable as error:
+            raise CommandError(error.message) from None
+        if record is None:
+            self.stdout.write(f"{directory}: unchanged since the last import, nothing to do.")
+            return
+        self.stdout.write(
+            f"Imported {record.entity_count} entries and {record.name_count} names "
+            f"(aliases included) from {directory}."
+        )
