@@ -309,9 +309,9 @@ class Break(fsm.FSMModelMixin, models.Model):
     @fsm.transition(
         field=status, source=[Status.OPEN, Status.INVESTIGATING], target=Status.RESOLVED
     )
-    def resolve(self, *, resolution, actor, entry=None):
+    def resolve(self, *, resolution, closer, entry=None):
         self.resolution = resolution
-        self.closed_by = actor
+        self.closed_by = closer
         self.entry = entry
 
     @fsm.transition(
@@ -325,8 +325,8 @@ class Break(fsm.FSMModelMixin, models.Model):
         source=[Status.OPEN, Status.INVESTIGATING, Status.AWAITING_APPROVAL],
         target=Status.WRITTEN_OFF,
     )
-    def write_off(self, *, actor, entry):
-        self.closed_by = actor
+    def write_off(self, *, closer, entry):
+        self.closed_by = closer
         self.entry = entry
 
     @fsm.transition(field=status, source=Status.AWAITING_APPROVAL, target=Status.INVESTIGATING)

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from payments import services as payments_services
 from payments.models import Chargeback, Deposit, PaymentProvider, Refund, Withdrawal
+
 from ..models import (
     Break,
     BreakTransition,
@@ -142,7 +143,7 @@ def _match(run: ReconciliationRun, as_of: datetime, progress: Progress) -> dict:
         _exec("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [0x5E78, code])
     # Joins of a million rows stay in memory instead of spilling to disk.
     _exec("SET LOCAL work_mem = '256MB'")
-    _create_policy_table(codes)
+    create_policy_table(codes)
 
     progress.update(force=True, phase="collecting lines")
     _create_open_lines(codes)
@@ -167,7 +168,8 @@ def _match(run: ReconciliationRun, as_of: datetime, progress: Progress) -> dict:
     return summary
 
 
-def _create_policy_table(codes: list[str]) -> None:
+def create_policy_table(codes: list[str]) -> None:
+    """Temporary `recon_policy`: each provider's tolerances and the span its reports cover."""
     _exec("DROP TABLE IF EXISTS recon_policy, recon_open, recon_tx, recon_pairs")
     _exec(
         "CREATE TEMPORARY TABLE recon_policy (provider_code text PRIMARY KEY, "
@@ -218,48 +220,58 @@ def _create_open_lines(codes: list[str]) -> None:
     _exec("ANALYZE recon_open")
 
 
-def _create_transactions(codes: list[str]) -> None:
-    """Our side, amounts signed as the provider reports them (money to us positive).
-
-    `is_taken`: already settled for good against an earlier line; a new line that pairs
-    with it on reference is a duplicate, and nothing else may pair with it."""
+def our_transactions_sql() -> str:
+    """Our deposits, withdrawals, refunds and chargebacks of the providers in `recon_policy`
+    since their reports began, amounts signed as a provider reports them (money to us
+    positive). `is_completed`: the provider should report it; `is_booked`: it is in the ledger
+    (a refund is taken from the player when requested, before the provider confirms it)."""
     deposit, withdrawal = Deposit._meta.db_table, Withdrawal._meta.db_table
     refund, chargeback = Refund._meta.db_table, Chargeback._meta.db_table
     provider = PaymentProvider._meta.db_table
     completed = ", ".join(f"'{s}'" for s in COMPLETED_DEPOSIT)
     scope = (
         "JOIN recon_policy pol ON pol.provider_code = p.code "
-        "AND {at} >= pol.covered_from - pol.match_window"
+        "AND {at} >= coalesce(pol.covered_from - pol.match_window, '-infinity')"
     )
-    _exec(
-        "CREATE TEMPORARY TABLE recon_tx ON COMMIT DROP AS "
-        "SELECT t.*, EXISTS (SELECT 1 FROM "
-        f"{MATCH} m WHERE m.internal_kind = t.kind AND m.internal_id = t.id) AS is_taken "
-        "FROM ("
+    return (
         "SELECT 'deposit'::text AS kind, d.id, p.code AS provider_code, d.provider_reference, "
         "d.reference, coalesce(d.amount_received, d.amount) AS amount, "
         f"d.currency_id AS currency, d.status IN ({completed}) AS is_completed, "
+        f"d.status IN ({completed}) AS is_booked, "
         "d.status::text AS status, coalesce(d.completed_at, d.created_at) AS happened_at "
         f"FROM {deposit} d JOIN {provider} p ON p.id = d.provider_id "
         + scope.format(at="coalesce(d.completed_at, d.created_at)")
         + " UNION ALL "
         "SELECT 'withdrawal', w.id, p.code, w.provider_reference, w.reference, -w.amount, "
-        f"w.currency_id, w.status = '{Withdrawal.Status.PAID}', w.status, "
+        f"w.currency_id, w.status = '{Withdrawal.Status.PAID}', "
+        f"w.status = '{Withdrawal.Status.PAID}', w.status, "
         "coalesce(w.completed_at, w.created_at) "
         f"FROM {withdrawal} w JOIN {provider} p ON p.id = w.provider_id "
         + scope.format(at="coalesce(w.completed_at, w.created_at)")
         + " UNION ALL "
         "SELECT 'refund', r.id, p.code, r.provider_reference, r.reference, -r.amount, "
-        f"d.currency_id, r.status = '{Refund.Status.SUCCEEDED}', r.status, "
-        "coalesce(r.completed_at, r.created_at) "
+        f"d.currency_id, r.status = '{Refund.Status.SUCCEEDED}', "
+        f"r.status <> '{Refund.Status.FAILED}', r.status, coalesce(r.completed_at, r.created_at) "
         f"FROM {refund} r JOIN {deposit} d ON d.id = r.deposit_id "
         f"JOIN {provider} p ON p.id = d.provider_id "
         + scope.format(at="coalesce(r.completed_at, r.created_at)")
         + " UNION ALL "
         "SELECT 'chargeback', c.id, p.code, c.provider_reference, d.reference, -c.amount, "
-        "d.currency_id, true, c.status, c.created_at "
+        "d.currency_id, true, true, c.status, c.created_at "
         f"FROM {chargeback} c JOIN {deposit} d ON d.id = c.deposit_id "
-        f"JOIN {provider} p ON p.id = d.provider_id " + scope.format(at="c.created_at") + ") t",
+        f"JOIN {provider} p ON p.id = d.provider_id " + scope.format(at="c.created_at")
+    )
+
+
+def _create_transactions(codes: list[str]) -> None:
+    """Our side (see `our_transactions_sql`). `is_taken`: already settled for good against
+    an earlier line; a new line that pairs with it on reference is a duplicate, and nothing
+    else may pair with it."""
+    _exec(
+        "CREATE TEMPORARY TABLE recon_tx ON COMMIT DROP AS "
+        "SELECT t.*, EXISTS (SELECT 1 FROM "
+        f"{MATCH} m WHERE m.internal_kind = t.kind AND m.internal_id = t.id) AS is_taken "
+        f"FROM ({our_transactions_sql()}) t"
     )
     _exec("ANALYZE recon_tx")
 
@@ -334,9 +346,9 @@ def _book_unseen_chargebacks() -> int:
         )
         _exec(
             "INSERT INTO recon_tx (kind, id, provider_code, provider_reference, reference, "
-            "amount, currency, is_completed, status, happened_at, is_taken) "
+            "amount, currency, is_completed, is_booked, status, happened_at, is_taken) "
             "SELECT 'chargeback', c.id, t.provider_code, c.provider_reference, t.reference, "
-            f"-c.amount, t.currency, true, c.status, c.created_at, false "
+            "-c.amount, t.currency, true, true, c.status, c.created_at, false "
             f"FROM {Chargeback._meta.db_table} c, recon_tx t "
             "WHERE c.id = %s AND t.kind = 'deposit' AND t.id = %s "
             "AND NOT EXISTS (SELECT 1 FROM recon_tx x WHERE x.kind = 'chargeback' AND x.id = c.id)",

@@ -216,7 +216,7 @@ def test_reimporting_the_same_report_changes_nothing(provider):
     content = write_csv(SANDBOX_COLUMNS, rows)
     import_rows(rows)
     run_matching()
-    again, created = services.receive_report(
+    _, created = services.receive_report(
         layout=SettlementImport.Layout.SANDBOX,
         provider_code=PROVIDER,
         file_name="copy.csv",
