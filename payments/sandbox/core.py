@@ -46,6 +46,12 @@ DECLINED_SOFT = "declined_soft"
 DECLINED_HARD = "declined_hard"
 CANCELLED = "cancelled"
 EXPIRED = "expired"
+# Only in answers: accepted, result to follow by webhook.
+PROCESSING = "processing"
+
+# Scenarios about webhooks answer "processing" at once, so only the webhook (or polling)
+# can carry the result.
+_WEBHOOK_ONLY = {WEBHOOK_DELAYED, WEBHOOK_TWICE, OUT_OF_ORDER, BAD_SIGNATURE}
 
 
 def scenario_for(amount: Decimal, currency: str) -> str:
@@ -142,6 +148,13 @@ def outcome_for_scenario(payment: SandboxPayment) -> str | None:
         HARD_DECLINE: DECLINED_HARD,
         SUCCESS: None,
     }.get(payment.scenario, PAID)
+
+
+def answer_outcome(payment: SandboxPayment) -> str:
+    """What the synchronous API answer shows (polling always shows the real status)."""
+    if payment.scenario in _WEBHOOK_ONLY and payment.status != PENDING:
+        return PROCESSING
+    return payment.status
 
 
 def stall_if_timeout(payment: SandboxPayment) -> None:

@@ -32,6 +32,7 @@ class Card:
     statuses = {
         SandboxPayment.Kind.PAYMENT: {
             core.PENDING: "requires_action",
+            core.PROCESSING: "processing",
             core.PAID: "succeeded",
             core.DECLINED_SOFT: "declined",
             core.DECLINED_HARD: "declined",
@@ -39,12 +40,14 @@ class Card:
         },
         SandboxPayment.Kind.PAYOUT: {
             core.PENDING: "pending",
+            core.PROCESSING: "pending",
             core.PAID: "paid",
             core.DECLINED_SOFT: "failed",
             core.DECLINED_HARD: "failed",
         },
         SandboxPayment.Kind.REFUND: {
             core.PENDING: "pending",
+            core.PROCESSING: "pending",
             core.PAID: "succeeded",
             core.DECLINED_SOFT: "failed",
             core.DECLINED_HARD: "failed",
@@ -92,6 +95,7 @@ class Card:
 class Ewallet:
     statuses = {
         core.PENDING: "0",
+        core.PROCESSING: "0",
         core.PAID: "2",
         core.CANCELLED: "-1",
         core.DECLINED_SOFT: "-2",
@@ -138,6 +142,7 @@ class Ewallet:
 class OpenBanking:
     statuses = {
         core.PENDING: "PDNG",
+        core.PROCESSING: "ACTC",
         core.PAID: "ACSC",
         core.CANCELLED: "CANC",
         core.DECLINED_SOFT: "RJCT",
@@ -188,6 +193,7 @@ class OpenBanking:
 class Crypto:
     invoice_events = {
         core.PENDING: ("InvoiceProcessing", "Processing"),
+        core.PROCESSING: ("InvoiceProcessing", "Processing"),
         core.PAID: ("InvoiceSettled", "Settled"),
         core.EXPIRED: ("InvoiceExpired", "Expired"),
         core.DECLINED_SOFT: ("InvoiceInvalid", "Invalid"),
@@ -195,6 +201,7 @@ class Crypto:
     }
     payout_states = {
         core.PENDING: "InProgress",
+        core.PROCESSING: "InProgress",
         core.PAID: "Completed",
         core.DECLINED_SOFT: "Cancelled",
         core.DECLINED_HARD: "Cancelled",

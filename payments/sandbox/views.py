@@ -136,7 +136,7 @@ def card_objects(request, code, collection):
         data={k: body[k] for k in ("card_token", "payment") if k in body},
         hosted=kind == Kind.PAYMENT,
     )
-    rendered = Card.render(payment, base_url=_base_url(request, code))
+    rendered = Card.render(payment, core.answer_outcome(payment), _base_url(request, code))
     return JsonResponse(rendered, status=402 if rendered["status"] == "declined" else 201)
 
 
@@ -220,7 +220,9 @@ def ewallet_api(request, code, action):
     )
     if kind == Kind.PAYMENT:
         return _form_response({"sid": payment.sandbox_id})
-    return _form_response(Ewallet.fields(payment, payment.status, provider.merchant_id))
+    return _form_response(
+        Ewallet.fields(payment, core.answer_outcome(payment), provider.merchant_id)
+    )
 
 
 @csrf_exempt
@@ -307,7 +309,7 @@ def ob_objects(request, code, collection):
         data={"creditor": body.get("creditor", {})},
         hosted=kind == Kind.PAYMENT,
     )
-    return JsonResponse(OpenBanking.render(payment, base_url=base), status=201)
+    return JsonResponse(OpenBanking.render(payment, core.answer_outcome(payment), base), status=201)
 
 
 @csrf_exempt
@@ -346,9 +348,12 @@ def crypto_objects(request, code, store, collection):
     if not _crypto_auth(request, code, store):
         return JsonResponse({"message": "Unauthorized"}, status=401)
     base = _base_url(request, code)
-    render_one = (
-        (lambda p: Crypto.invoice(p, base_url=base)) if kind == Kind.PAYMENT else Crypto.payout
-    )
+
+    def render_one(p, outcome=None):
+        if kind == Kind.PAYMENT:
+            return Crypto.invoice(p, outcome, base_url=base)
+        return Crypto.payout(p, outcome)
+
     if request.method == "GET":
         found = SandboxPayment.objects.filter(
             provider_code=code, kind=kind, merchant_reference=request.GET.get("orderId", "")
@@ -380,7 +385,7 @@ def crypto_objects(request, code, store, collection):
         },
         hosted=kind == Kind.PAYMENT,
     )
-    return JsonResponse(render_one(payment))
+    return JsonResponse(render_one(payment, core.answer_outcome(payment)))
 
 
 @csrf_exempt
