@@ -20,7 +20,12 @@ demo: $(VENV)/.installed
 	# --insecure: serve the admin's static files without DEBUG (the demo has no web server).
 	$(PY) manage.py runserver --insecure 127.0.0.1:8000
 
-test: $(VENV)/.installed
+# Browser tests drive Debian's chromium; Playwright never downloads a browser of its own.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+test: $(VENV)/.installed $(CHROMIUM)
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -98,9 +98,13 @@ class PlayerAdmin(admin.ModelAdmin):
                 try:
                     apply(player, form.cleaned_data)
                 except DomainError as exc:
-                    self.message_user(request, f"{player}: {exc.message}", messages.ERROR)
+                    self.message_user(
+                        request, f"Player {player.external_id}: {exc.message}", messages.ERROR
+                    )
                 else:
-                    self.message_user(request, f"{player}: done.", messages.SUCCESS)
+                    self.message_user(
+                        request, f"Player {player.external_id}: done.", messages.SUCCESS
+                    )
             return None
         return TemplateResponse(
             request,
