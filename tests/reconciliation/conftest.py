@@ -13,3 +13,15 @@ def stub_providers(monkeypatch):
     from tests.reconciliation.factories import StubAdapter
 
     monkeypatch.setattr("payments.providers.adapter_for", StubAdapter)
+
+
+@pytest.fixture
+def eager_tasks():
+    """Run Celery tasks in-process for tests that follow a task through (the broker is real
+    otherwise, and no worker consumes it during tests)."""
+    from config.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous

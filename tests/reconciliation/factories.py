@@ -38,6 +38,7 @@ class ProviderFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = PaymentProvider
         django_get_or_create = ["code"]
+        skip_postgeneration_save = True
 
     code = "adyen"
     name = factory.LazyAttribute(lambda p: p.code.title())
