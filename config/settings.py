@@ -307,3 +307,7 @@ RECONCILIATION_INTEGRITY_INTERVAL_SECONDS = env.int(
 )
 # Loading a report queues a matching run of its provider.
 RECONCILIATION_MATCH_AFTER_IMPORT = env.bool("RECONCILIATION_MATCH_AFTER_IMPORT", default=True)
+# Unacknowledged integrity alerts on the reconciliation admin page.
+TEMPLATES[0]["OPTIONS"]["context_processors"].append(
+    "reconciliation.context_processors.integrity_alerts"
+)
