@@ -105,6 +105,7 @@ class CardAdapter(PaymentAdapter):
             json={
                 "payment": deposit.provider_reference,
                 "amount": money(refund.amount, deposit.currency_id),
+                "currency": deposit.currency_id,
                 "reference": refund.reference,
                 "notify_url": notify_url,
             },

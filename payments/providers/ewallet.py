@@ -117,6 +117,7 @@ class EwalletAdapter(PaymentAdapter):
                 "transaction_id": refund.reference,
                 "mb_transaction_id": refund.deposit.provider_reference,
                 "amount": money(refund.amount, refund.deposit.currency_id),
+                "currency": refund.deposit.currency_id,
                 "status_url": notify_url,
             },
         )

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from wallets.models import Currency
 from wallets.services import minor_unit
 
 from . import core
@@ -40,6 +41,10 @@ def _decimal(value) -> Decimal | None:
     except (InvalidOperation, TypeError):
         return None
     return amount if amount.is_finite() and amount > 0 else None
+
+
+def _known_currency(code) -> bool:
+    return Currency.objects.filter(code=code or "").exists()
 
 
 def _start(
@@ -124,6 +129,8 @@ def card_objects(request, code, collection):
     amount = _decimal(body.get("amount"))
     if amount is None or not body.get("reference") or not body.get("notify_url"):
         return _error(400, "amount, reference and notify_url are required.")
+    if not _known_currency(body.get("currency")):
+        return _error(400, "Unknown currency.")
     payment = _start(
         code=code,
         kind=kind,
@@ -195,9 +202,14 @@ def ewallet_api(request, code, action):
             {"found": "1", **Ewallet.fields(found, found.status, provider.merchant_id)}
         )
     amount = _decimal(post.get("amount"))
-    if amount is None or not post.get("transaction_id") or not post.get("status_url"):
+    if (
+        amount is None
+        or not post.get("transaction_id")
+        or not post.get("status_url")
+        or not _known_currency(post.get("currency"))
+    ):
         return HttpResponse(
-            "400 amount, transaction_id and status_url required",
+            "400 amount, currency, transaction_id and status_url required",
             status=400,
             content_type="text/plain",
         )
@@ -212,7 +224,7 @@ def ewallet_api(request, code, action):
         prefix=prefix,
         reference=post["transaction_id"],
         amount=amount,
-        currency=post.get("currency", "") or post.get("mb_currency", ""),
+        currency=post["currency"],
         notify_url=post["status_url"],
         return_url=post.get("return_url", ""),
         data={"account": post.get("bnf_account", "")},
@@ -295,7 +307,12 @@ def ob_objects(request, code, collection):
         currency = body["amount"]["currency"]
     except (ValueError, KeyError, TypeError):
         return JsonResponse({"error": "invalid_request"}, status=400)
-    if amount is None or not body.get("reference") or not body.get("webhook_uri"):
+    if (
+        amount is None
+        or not body.get("reference")
+        or not body.get("webhook_uri")
+        or not _known_currency(currency)
+    ):
         return JsonResponse({"error": "invalid_request"}, status=400)
     payment = _start(
         code=code,
@@ -366,7 +383,7 @@ def crypto_objects(request, code, store, collection):
         return JsonResponse({"message": "metadata.orderId is required"}, status=400)
     amount = _decimal(body.get("amount"))
     currency = body.get("currency") or body.get("paymentMethod", "")
-    if amount is None or not body.get("notificationURL"):
+    if amount is None or not body.get("notificationURL") or not _known_currency(currency):
         return JsonResponse({"message": "amount and notificationURL are required"}, status=400)
     minutes = int((body.get("checkout") or {}).get("expirationMinutes") or 15)
     payment = _start(
