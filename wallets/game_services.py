@@ -298,24 +298,27 @@ def _request_hash(**request) -> str:
 def _replay(
     *, provider: GameProvider, transaction_id: str, kind: str, request_hash: str
 ) -> GameOutcome | None:
-    done = (
-        GameTransaction.objects.select_related("round", "player")
-        .filter(provider=provider, transaction_id=transaction_id)
-        .first()
-    )
-    if done is None:
+    """The stored answer if this transaction id was already processed, a duplicate or
+    rolled-back refusal if it was used otherwise, None if it is new. Runs on every call, so
+    the common (new) case is one narrow index lookup."""
+    found = GameTransaction.objects.filter(
+        provider=provider, transaction_id=transaction_id
+    ).values_list("pk", "status", "request_hash", "kind")[:1]
+    if not found:
         return None
-    if done.status == TxStatus.TOMBSTONE and kind == TxKind.BET:
+    pk, status, stored_hash, stored_kind = found[0]
+    if status == TxStatus.TOMBSTONE and kind == TxKind.BET:
         raise TransactionRolledBack(
             f"Bet {transaction_id} was rolled back before it arrived.",
             transaction_id=transaction_id,
         )
-    if done.request_hash != request_hash:
+    if stored_hash != request_hash:
         raise DuplicateTransaction(
             f"Transaction {transaction_id} was already used for another request.",
             transaction_id=transaction_id,
-            original_kind=done.kind,
+            original_kind=stored_kind,
         )
+    done = GameTransaction.objects.select_related("round", "player").get(pk=pk)
     return GameOutcome(done, is_replay=True)
 
 
