@@ -321,6 +321,15 @@ class Withdrawal(fsm.FSMModelMixin, models.Model):
         self.completed_at = completed_at
 
 
+class WithdrawalReviewQueue(Withdrawal):
+    """The admin's queue of withdrawals waiting for staff, oldest first."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "withdrawal awaiting review"
+        verbose_name_plural = "withdrawal review queue"
+
+
 class WithdrawalApproval(models.Model):
     """One staff approval; four-eyes withdrawals need two from different users (the unique
     constraint backs the check in `approve_withdrawal`)."""
@@ -556,4 +565,5 @@ __all__ = [
     "WebhookEvent",
     "Withdrawal",
     "WithdrawalApproval",
+    "WithdrawalReviewQueue",
 ]

@@ -1,0 +1,432 @@
+"""The operator console for payments. Payments, webhooks and transitions are read-only here;
+every action (approve, reject, refund, accept a held deposit, re-send a notification,
+re-process a webhook) calls a service, which enforces the rules whoever calls it."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+
+from wallets.errors import DomainError
+
+from . import services, tasks
+from .models import (
+    Chargeback,
+    Deposit,
+    Notification,
+    NotificationAttempt,
+    PaymentMethod,
+    PaymentProvider,
+    PaymentTransition,
+    PayoutInstrument,
+    Refund,
+    WebhookEvent,
+    Withdrawal,
+    WithdrawalApproval,
+    WithdrawalReviewQueue,
+)
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class OptionalReasonForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+
+class RefundForm(forms.Form):
+    amount = forms.DecimalField(max_digits=28, decimal_places=8)
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class ActionFormMixin:
+    def _with_form(self, request, queryset, *, form_class, title, apply):
+        """Show `form_class` for the selected rows; on submit call `apply` for each and
+        report each outcome (a refused row does not stop the others)."""
+        form = form_class(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            for obj in queryset:
+                try:
+                    apply(obj, form.cleaned_data)
+                except DomainError as exc:
+                    self.message_user(request, f"{obj}: {exc.message}", messages.ERROR)
+                else:
+                    self.message_user(request, f"{obj}: done.", messages.SUCCESS)
+            return None
+        return TemplateResponse(
+            request,
+            "admin/payments/action_form.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": title,
+                "form": form,
+                "objects": queryset,
+                "action": request.POST.get("action"),
+                "opts": self.model._meta,
+            },
+        )
+
+
+# --- providers ----------------------------------------------------------------------------
+
+
+class ProviderForm(forms.ModelForm):
+    """Secrets are write-only: never rendered back; left blank, the stored value stays."""
+
+    api_key = forms.CharField(
+        required=False, widget=forms.PasswordInput(render_value=False), help_text="Write-only."
+    )
+    webhook_secret = forms.CharField(
+        required=False, widget=forms.PasswordInput(render_value=False), help_text="Write-only."
+    )
+
+    class Meta:
+        model = PaymentProvider
+        fields = [
+            "code",
+            "name",
+            "kind",
+            "is_enabled",
+            "api_base_url",
+            "merchant_id",
+            "api_key",
+            "webhook_secret",
+            "currencies",
+            "fee_percent",
+            "fee_fixed",
+            "deposit_timeout_seconds",
+            "options",
+        ]
+
+    def clean(self):
+        data = super().clean()
+        for name in ("api_key", "webhook_secret"):
+            if not data.get(name) and self.instance.pk:
+                data[name] = getattr(self.instance, name)
+        return data
+
+
+class MethodInline(admin.TabularInline):
+    model = PaymentMethod
+    extra = 0
+    fields = ["code", "name", "is_enabled", "min_amount", "max_amount"]
+
+
+@admin.register(PaymentProvider)
+class PaymentProviderAdmin(admin.ModelAdmin):
+    form = ProviderForm
+    list_display = [
+        "code",
+        "name",
+        "kind",
+        "is_enabled",
+        "api_base_url",
+        "fee_percent",
+        "fee_fixed",
+    ]
+    list_filter = ["kind", "is_enabled"]
+    filter_horizontal = ["currencies"]
+    inlines = [MethodInline]
+    fieldsets = [
+        (None, {"fields": ["code", "name", "kind", "is_enabled", "api_base_url", "merchant_id"]}),
+        ("Credentials (write-only)", {"fields": ["api_key", "webhook_secret"]}),
+        ("Currencies and fees", {"fields": ["currencies", "fee_percent", "fee_fixed"]}),
+        ("Behaviour", {"fields": ["deposit_timeout_seconds", "options"]}),
+    ]
+
+
+@admin.register(PaymentMethod)
+class PaymentMethodAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "provider", "is_enabled", "min_amount", "max_amount"]
+    list_filter = ["provider", "is_enabled"]
+    filter_horizontal = ["currencies"]
+
+
+# --- shared inlines -------------------------------------------------------------------------
+
+
+class TransitionInline(ReadOnlyInline):
+    model = PaymentTransition
+    fields = ["created_at", "from_status", "to_status", "source", "actor", "webhook", "reason"]
+    readonly_fields = fields
+    show_change_link = False
+
+
+class WebhookInline(ReadOnlyInline):
+    model = WebhookEvent
+    fields = ["received_at", "event_type", "is_signature_valid", "outcome", "processed_at"]
+    readonly_fields = fields
+
+
+class NotificationInline(ReadOnlyInline):
+    model = Notification
+    fields = ["created_at", "url", "status", "attempts", "last_status_code", "next_attempt_at"]
+    readonly_fields = fields
+
+
+class RefundInline(ReadOnlyInline):
+    model = Refund
+    fields = ["reference", "amount", "status", "actor", "reason", "created_at"]
+    readonly_fields = fields
+
+
+class ChargebackInline(ReadOnlyInline):
+    model = Chargeback
+    fields = ["provider_reference", "amount", "written_off", "status", "reason", "created_at"]
+    readonly_fields = fields
+
+
+# --- deposits -------------------------------------------------------------------------------
+
+
+@admin.register(Deposit)
+class DepositAdmin(ActionFormMixin, ReadOnlyAdmin):
+    list_display = [
+        "reference",
+        "player",
+        "provider",
+        "method",
+        "amount",
+        "currency",
+        "status",
+        "is_held_for_review",
+        "is_paid_late",
+        "created_at",
+    ]
+    list_filter = ["status", "provider", "currency", "is_held_for_review", "is_paid_late"]
+    search_fields = ["reference", "provider_reference", "player__external_id"]
+    list_select_related = ["player", "provider", "method"]
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in Deposit._meta.fields]
+    inlines = [TransitionInline, WebhookInline, NotificationInline, RefundInline, ChargebackInline]
+    actions = ["accept_held", "refund"]
+
+    @admin.action(description="Accept held deposit (credit what arrived)", permissions=["refund"])
+    def accept_held(self, request, queryset):
+        return self._with_form(
+            request,
+            queryset,
+            form_class=ReasonForm,
+            title="Accept held deposits",
+            apply=lambda d, data: services.accept_held_deposit(
+                deposit=d, actor=request.user, reason=data["reason"]
+            ),
+        )
+
+    @admin.action(description="Refund to the payment method", permissions=["refund"])
+    def refund(self, request, queryset):
+        return self._with_form(
+            request,
+            queryset,
+            form_class=RefundForm,
+            title="Refund deposits",
+            apply=lambda d, data: services.refund_deposit(
+                deposit=d, amount=data["amount"], actor=request.user, reason=data["reason"]
+            ),
+        )
+
+    def has_refund_permission(self, request):
+        return request.user.has_perm("payments.add_refund")
+
+
+# --- withdrawals ----------------------------------------------------------------------------
+
+
+class ApprovalInline(ReadOnlyInline):
+    model = WithdrawalApproval
+    fields = ["created_at", "approver", "reason"]
+    readonly_fields = fields
+    show_change_link = False
+
+
+@admin.register(Withdrawal)
+class WithdrawalAdmin(ActionFormMixin, ReadOnlyAdmin):
+    list_display = [
+        "reference",
+        "player",
+        "provider",
+        "amount",
+        "currency",
+        "status",
+        "approvals_given",
+        "created_at",
+    ]
+    list_filter = ["status", "provider", "currency"]
+    search_fields = ["reference", "provider_reference", "player__external_id"]
+    list_select_related = ["player", "provider"]
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in Withdrawal._meta.fields]
+    inlines = [ApprovalInline, TransitionInline, WebhookInline, NotificationInline]
+    actions = ["approve", "reject"]
+
+    @admin.display(description="Approvals")
+    def approvals_given(self, withdrawal):
+        return f"{withdrawal.approvals.count()} / {withdrawal.required_approvals}"
+
+    @admin.action(description="Approve (four-eyes enforced)", permissions=["review"])
+    def approve(self, request, queryset):
+        return self._with_form(
+            request,
+            queryset,
+            form_class=OptionalReasonForm,
+            title="Approve withdrawals",
+            apply=lambda w, data: services.approve_withdrawal(
+                withdrawal=w, approver=request.user, reason=data["reason"]
+            ),
+        )
+
+    @admin.action(description="Reject (releases the hold)", permissions=["review"])
+    def reject(self, request, queryset):
+        return self._with_form(
+            request,
+            queryset,
+            form_class=ReasonForm,
+            title="Reject withdrawals",
+            apply=lambda w, data: services.reject_withdrawal(
+                withdrawal=w, actor=request.user, reason=data["reason"]
+            ),
+        )
+
+    def has_review_permission(self, request):
+        return request.user.has_perm("payments.change_withdrawal")
+
+
+@admin.register(WithdrawalReviewQueue)
+class WithdrawalReviewQueueAdmin(WithdrawalAdmin):
+    """Withdrawals waiting for a staff decision, oldest first."""
+
+    list_display = [
+        "reference",
+        "player",
+        "amount",
+        "currency",
+        "review_reasons",
+        "approvals_given",
+        "created_at",
+    ]
+    list_filter = ["currency", "provider"]
+    date_hierarchy = None
+    ordering = ["created_at", "id"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(status=Withdrawal.Status.IN_REVIEW)
+
+
+@admin.register(PayoutInstrument)
+class PayoutInstrumentAdmin(ReadOnlyAdmin):
+    list_display = ["player", "kind", "masked", "network", "provider", "is_active", "created_at"]
+    list_filter = ["kind", "network", "is_active"]
+    search_fields = ["player__external_id"]
+
+
+# --- refunds, chargebacks, inbox, notifications ------------------------------------------------
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    list_display = ["reference", "deposit", "amount", "status", "actor", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["reference", "deposit__reference", "provider_reference"]
+    inlines = [TransitionInline]
+
+
+@admin.register(Chargeback)
+class ChargebackAdmin(ReadOnlyAdmin):
+    list_display = [
+        "provider_reference",
+        "deposit",
+        "amount",
+        "written_off",
+        "status",
+        "created_at",
+    ]
+    list_filter = ["status"]
+    search_fields = ["provider_reference", "deposit__reference"]
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "provider",
+        "received_at",
+        "event_type",
+        "payment_reference",
+        "is_signature_valid",
+        "outcome",
+        "attempts",
+        "processed_at",
+    ]
+    list_filter = ["provider", "is_signature_valid", "outcome"]
+    search_fields = ["payment_reference", "event_type"]
+    readonly_fields = [f.name for f in WebhookEvent._meta.fields]
+    actions = ["reprocess"]
+
+    @admin.action(description="Queue again for processing (no-op once processed)")
+    def reprocess(self, request, queryset):
+        ids = list(
+            queryset.filter(is_signature_valid=True, processed_at__isnull=True).values_list(
+                "pk", flat=True
+            )
+        )
+        for event_id in ids:
+            tasks.process_webhook.delay(event_id)
+        self.message_user(request, f"{len(ids)} webhook(s) queued.", messages.SUCCESS)
+
+
+class AttemptInline(ReadOnlyInline):
+    model = NotificationAttempt
+    fields = ["attempted_at", "status_code", "error", "duration_ms"]
+    readonly_fields = fields
+    show_change_link = False
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "deposit",
+        "withdrawal",
+        "url",
+        "status",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+    ]
+    list_filter = ["status"]
+    search_fields = ["deposit__reference", "withdrawal__reference", "url"]
+    readonly_fields = [f.name for f in Notification._meta.fields]
+    inlines = [AttemptInline]
+    actions = ["resend"]
+
+    @admin.action(description="Re-send to the casino", permissions=["resend"])
+    def resend(self, request, queryset):
+        for notification in queryset:
+            services.resend_notification(notification=notification, actor=request.user)
+        self.message_user(request, f"{queryset.count()} notification(s) queued.", messages.SUCCESS)
+
+    def has_resend_permission(self, request):
+        return request.user.has_perm("payments.change_notification")
