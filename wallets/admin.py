@@ -332,12 +332,12 @@ class BonusGrantForm(forms.Form):
     player = forms.ModelChoiceField(Player.objects.all(), widget=forms.TextInput,
                                     help_text="Player id (primary key).")  # fmt: skip
     currency = forms.ModelChoiceField(Currency.objects.all())
-    amount = forms.DecimalField(min_value=0)
+    amount = forms.DecimalField(min_value=0, max_digits=20, decimal_places=8)
     wagering_multiplier = forms.DecimalField(
         min_value=0, max_digits=6, decimal_places=2, initial=35,
         help_text="Capped by the player's jurisdiction (BONUS_WAGERING_CAPS).",
     )  # fmt: skip
-    max_bet = forms.DecimalField(min_value=0, required=False)
+    max_bet = forms.DecimalField(min_value=0, max_digits=20, decimal_places=8, required=False)
     expires_at = forms.DateTimeField(help_text="UTC, e.g. 2026-12-31 23:59")
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))
     # Generated when the form is shown: submitting the same form twice grants once.

@@ -272,15 +272,22 @@ def _check_currency(provider: GameProvider, currency: str) -> None:
         raise CurrencyMismatch(f"{currency} is not enabled for {provider.code}.", currency=currency)
 
 
+# NUMERIC(28, 8) holds 20 integer digits; far below that, no real stake or win is this big.
+MAX_AMOUNT = Decimal(10) ** 15
+
+
 def _amount(amount, currency: str, *, allow_zero: bool = False) -> Decimal:
     try:
         if allow_zero and Decimal(str(amount)) == 0:
             return services.quantize_money(Decimal(0), currency)
-        return services.validate_amount(amount, currency)
+        value = services.validate_amount(amount, currency)
     except InvalidOperation:
         raise GameBadRequest(f"{amount!r} is not an amount.") from None
     except (BadPrecision, NonPositiveAmount) as exc:
         raise GameBadRequest(exc.message, **exc.details) from None
+    if value >= MAX_AMOUNT:
+        raise GameBadRequest(f"{amount} is larger than any stake or win.", amount=str(amount))
+    return value
 
 
 def _player(player_id: str) -> Player:

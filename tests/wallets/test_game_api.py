@@ -371,7 +371,9 @@ def test_bet_in_another_currency_than_the_round_is_a_mismatch(studio, player):
     assert cash(player, "GBP") == Decimal("10.00")
 
 
-@pytest.mark.parametrize("amount", ["1.001", "0", "-5.00", "abc", ""])
+@pytest.mark.parametrize(
+    "amount", ["1.001", "0", "-5.00", "abc", "", "NaN", "1e25", "1e300", "1000000000000000"]
+)
 def test_bad_amounts_are_bad_requests(studio, player, amount):
     before = snapshot()
     response = studio.bet(player, amount)
@@ -379,6 +381,32 @@ def test_bad_amounts_are_bad_requests(studio, player, amount):
     assert error_code(response) == "bad_request"
     assert response.json()["error"]["details"]["balance"] == "100.00"
     assert snapshot() == before
+
+
+def test_win_amount_with_too_many_decimals_is_a_bad_request(studio, player):
+    studio.bet(player, "10.00", round_id="r-1")
+    response = studio.win(player, "0.001", round_id="r-1")
+    assert error_code(response) == "bad_request"
+    assert response.json()["error"]["details"]["balance"] == "90.00"
+
+
+def test_a_body_that_is_not_json_is_a_bad_request(studio):
+    raw = b"{not json"
+    ts = str(int(time.time()))
+    response = studio.client.post(
+        "/api/v1/game-wallet/bet",
+        data=raw,
+        content_type="application/json",
+        headers={
+            "X-Game-Key": studio.provider.key_id,
+            "X-Game-Timestamp": ts,
+            "X-Game-Signature": game_services.signature_for(
+                secret=studio.secret, timestamp=ts, body=raw
+            ),
+        },
+    )
+    assert response.status_code == 400
+    assert error_code(response) == "bad_request"
 
 
 def test_missing_fields_are_bad_requests(studio, player):
