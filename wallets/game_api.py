@@ -307,8 +307,16 @@ COMMON_ERRORS = [
 SIGNED_HEADERS_NOTE = f"\n\n{SIGNING}\n\n{ERROR_TABLE}"
 
 
-def _error_example(code: str, http_status: int, message: str, **details) -> OpenApiExample:
-    details = {"balance": "40.00", "cash": "30.00", "bonus": "10.00", "currency": "EUR"} | details
+def _error_example(
+    code: str, http_status: int, message: str, *, with_balance=True, **details
+) -> OpenApiExample:
+    if with_balance:
+        details = {
+            "balance": "40.00",
+            "cash": "30.00",
+            "bonus": "10.00",
+            "currency": "EUR",
+        } | details
     return OpenApiExample(
         code,
         value={"error": {"code": code, "message": message, "details": details}},
@@ -316,6 +324,23 @@ def _error_example(code: str, http_status: int, message: str, **details) -> Open
         status_codes=[str(http_status)],
     )
 
+
+COMMON_EXAMPLES = [
+    _error_example(
+        "invalid_signature",
+        401,
+        "The signature does not match the body.",
+        with_balance=False,
+    ),
+    _error_example(
+        "bad_request",
+        400,
+        "EUR allows 2 decimals; 1.001 has more.",
+        currency="EUR",
+        exponent=2,
+        amount="1.001",
+    ),
+]
 
 BALANCE_EXAMPLE = {
     "player_id": "p-1001",
@@ -342,6 +367,7 @@ class GameBalanceView(_GameCall):
                 "balance", value={"player_id": "p-1001", "currency": "EUR"}, request_only=True
             ),
             OpenApiExample("balance", value=BALANCE_EXAMPLE, response_only=True),
+            *COMMON_EXAMPLES,
         ],
     )
     def post(self, request):
@@ -426,6 +452,7 @@ class GameBetView(_GameCall):
                 "The player is self-excluded.",
                 refused_by="self_excluded",
             ),
+            *COMMON_EXAMPLES,
         ],
     )
     def post(self, request):
@@ -489,6 +516,7 @@ class GameWinView(_GameCall):
                 "Round r-77 has no standing bet to pay.",
                 round_id="r-77",
             ),
+            *COMMON_EXAMPLES,
         ],
     )
     def post(self, request):
@@ -560,6 +588,7 @@ class GameRollbackView(_GameCall):
                 "Round r-77 already has a win.",
                 bet_transaction_id="tx-9001",
             ),
+            *COMMON_EXAMPLES,
         ],
     )
     def post(self, request):
