@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core import signing
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -439,6 +440,8 @@ def wallet_balance(*, provider: GameProvider, player_id: str, currency: str) -> 
 
 
 def _split_stake(amount: Decimal, cash: Decimal, bonus: Decimal) -> tuple[Decimal, Decimal]:
+    if settings.BONUS_SPEND_ORDER not in ("cash_first", "bonus_first"):
+        raise ImproperlyConfigured("BONUS_SPEND_ORDER must be cash_first or bonus_first.")
     if settings.BONUS_SPEND_ORDER == "bonus_first":
         from_bonus = min(amount, bonus)
         return amount - from_bonus, from_bonus
@@ -497,16 +500,17 @@ def place_bet(
                 )
             bonus = bonus_services.active_bonus_for_play(wallet=wallet, currency=currency)
             if bonus is not None and bonus.max_bet is not None and amount > bonus.max_bet:
+                max_bet = services.quantize_money(bonus.max_bet, currency)
                 raise MaxBetExceeded(
-                    f"The bonus allows bets up to {bonus.max_bet} {currency}.",
-                    max_bet=str(services.quantize_money(bonus.max_bet, currency)),
+                    f"The active bonus allows bets up to {max_bet} {currency}.",
+                    max_bet=str(max_bet),
                 )
             _ask_compliance(player=wallet.player, currency=currency, amount=amount, **lookup)
             spendable_bonus = wallet.bonus.balance if bonus is not None else Decimal(0)
             if wallet.cash.balance + spendable_bonus < amount:
+                playable = services.quantize_money(wallet.cash.balance + spendable_bonus, currency)
                 raise InsufficientFunds(
-                    f"Cash and bonus hold {wallet.cash.balance + spendable_bonus} {currency}; "
-                    f"{amount} needed.",
+                    f"Cash and bonus hold {playable} {currency}; {amount} needed.",
                     required=str(amount),
                 )
             from_cash, from_bonus = _split_stake(amount, wallet.cash.balance, spendable_bonus)

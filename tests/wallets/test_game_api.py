@@ -346,6 +346,7 @@ def test_bet_over_the_balance_is_refused_with_the_balance(studio, player):
     assert error["code"] == "insufficient_funds"
     assert error["details"]["balance"] == "100.00"
     assert error["details"]["required"] == "100.01"
+    assert error["message"] == "Cash and bonus hold 100.00 EUR; 100.01 needed."
     assert snapshot() == before
 
 

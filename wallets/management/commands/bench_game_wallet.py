@@ -44,6 +44,11 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
             raise CommandError("Run against PostgreSQL: set DATABASE_URL to a scratch database.")
+        if not settings.CELERY_BROKER_URL:
+            self.stderr.write(
+                "CELERY_BROKER_URL is not set: post-commit tasks of other apps will run inside "
+                "the requests and inflate the latencies."
+            )
         provider, secret = self._provider()
         players = self._players(options["players"], provider)
         hot = self._players(1, provider, prefix="bench-hot")[0]
