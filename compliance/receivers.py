@@ -26,9 +26,14 @@ def monitor_money_movement(sender, instance, created, **kwargs):
         transaction.on_commit(lambda: tasks.monitor_entry.delay(entry_id))
 
 
+SCREENED_FIELDS = {"first_name", "last_name", "date_of_birth", "country"}
+
+
 @receiver(post_save, sender=Player, dispatch_uid="compliance.screen_player")
-def screen_registered_player(sender, instance, **kwargs):
-    # Registration and every profile update (name, birth date, country) are screened.
+def screen_registered_player(sender, instance, update_fields=None, **kwargs):
+    # Registration and profile updates are screened; a status change (freeze) is not.
+    if update_fields is not None and not SCREENED_FIELDS & set(update_fields):
+        return
     if instance.full_name:
         player_id = instance.pk
         transaction.on_commit(lambda: tasks.screen_player.delay(player_id))

@@ -150,3 +150,23 @@ def test_rescreening_everyone_finds_the_listed_and_skips_the_rest(sdn_list):
     make_player(first_name="Laura", last_name="Rossi")
     assert screening.rescreen_all_players() == 2
     assert Alert.objects.filter(rule__kind="sanctions_match").count() == 1
+
+
+def test_registration_is_screened_after_commit_and_a_freeze_is_not(
+    sdn_list, django_capture_on_commit_callbacks
+):
+    from config.celery import app as celery_app
+    from wallets import services as wallet_services
+
+    celery_app.conf.task_always_eager = True
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            player = wallet_services.register_player(
+                external_id="listed-1", first_name="Manuel Antonio", last_name="Noriega"
+            )
+        assert Alert.objects.filter(player=player, rule__kind="sanctions_match").count() == 1
+        with django_capture_on_commit_callbacks() as callbacks:
+            wallet_services.freeze_player(player=player, actor=None, reason="test")
+        assert callbacks == []
+    finally:
+        celery_app.conf.task_always_eager = False
