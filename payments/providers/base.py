@@ -9,6 +9,7 @@ hard. Adapters never touch the database: `payments.services` applies what they r
 import hashlib
 import hmac
 import os
+import threading
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -75,6 +76,10 @@ class ProviderEvent:
     result: ProviderResult
 
 
+_clients: dict[tuple, httpx.Client] = {}
+_clients_lock = threading.Lock()
+
+
 def provider_secret(provider, name: str) -> str:
     """`PAYMENTS_<CODE>_<NAME>` from the environment, else the provider's database column."""
     env_name = f"PAYMENTS_{provider.code.upper().replace('-', '_')}_{name.upper()}"
@@ -132,21 +137,28 @@ class PaymentAdapter:
         return "soft" if code in self.soft_declines else "hard"
 
     def _client(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.provider.api_base_url.rstrip("/") + "/",
-            timeout=httpx.Timeout(
-                settings.PAYMENTS_PROVIDER_TIMEOUT_SECONDS,
-                connect=settings.PAYMENTS_PROVIDER_CONNECT_TIMEOUT_SECONDS,
-            ),
+        """One pooled client per provider URL and process: building a client loads the CA
+        bundle (~15 ms) and a fresh client cannot reuse connections."""
+        key = (
+            self.provider.api_base_url,
+            settings.PAYMENTS_PROVIDER_TIMEOUT_SECONDS,
+            settings.PAYMENTS_PROVIDER_CONNECT_TIMEOUT_SECONDS,
         )
+        with _clients_lock:
+            client = _clients.get(key)
+            if client is None:
+                client = _clients[key] = httpx.Client(
+                    base_url=self.provider.api_base_url.rstrip("/") + "/",
+                    timeout=httpx.Timeout(key[1], connect=key[2]),
+                )
+        return client
 
     def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
         """One HTTP call. A 4xx comes back to the adapter (it carries declines). A failed
         connection means the request never left (ProviderUnavailable); a timeout, a broken
         read or a 5xx leaves the outcome unknown (ProviderTimeout)."""
         try:
-            with self._client() as client:
-                response = client.request(method, path, **kwargs)
+            response = self._client().request(method, path, **kwargs)
         except httpx.ConnectError as exc:
             raise ProviderUnavailable(
                 f"{self.provider.code} unreachable: {exc}", provider=self.provider.code

@@ -31,13 +31,43 @@ def in_review(providers, amount="6000.00"):
     )
 
 
-def test_provider_secrets_are_never_rendered_and_blank_keeps_them(client, providers):
+def test_provider_secrets_are_never_rendered_in_the_admin(client, providers):
     client.force_login(superuser("admin"))
     card = providers["card"]
     page = client.get(f"/admin/payments/paymentprovider/{card.pk}/change/")
     assert page.status_code == 200
     assert card.api_key not in page.content.decode()
     assert card.webhook_secret not in page.content.decode()
+
+
+def test_saving_the_provider_form_with_blank_secrets_keeps_the_stored_ones(providers):
+    from payments.admin import ProviderForm
+
+    card = providers["card"]
+    data = {
+        "code": card.code,
+        "name": "Renamed",
+        "kind": card.kind,
+        "is_enabled": "on",
+        "api_base_url": card.api_base_url,
+        "merchant_id": card.merchant_id,
+        "api_key": "",
+        "webhook_secret": "rotated-secret",
+        "currencies": ["EUR"],
+        "fee_percent": "0",
+        "fee_fixed": "0",
+        "deposit_timeout_seconds": "1800",
+        "options": "{}",
+    }
+    form = ProviderForm(data, instance=PaymentProvider.objects.get(pk=card.pk))
+    assert form.is_valid(), form.errors
+    form.save()
+    saved = PaymentProvider.objects.get(pk=card.pk)
+    assert (saved.name, saved.api_key, saved.webhook_secret) == (
+        "Renamed",
+        card.api_key,
+        "rotated-secret",
+    )
 
 
 def test_review_queue_lists_oldest_first_and_four_eyes_holds_in_the_admin(client, providers):
