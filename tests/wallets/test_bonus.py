@@ -323,3 +323,21 @@ def test_win_on_a_forfeited_bonus_stake_goes_to_bonus_expense(studio, player):
     assert Bonus.objects.get(pk=bonus.pk).forfeited_amount == Decimal("12.00")
     assert expense() == Decimal("-2.00")
     assert_ledger_clean()
+
+
+def test_a_wager_free_bonus_converts_to_cash_when_granted(player):
+    bonus = grant(player, "20.00", multiplier=0)
+    assert (bonus.status, bonus.converted_amount) == (Bonus.Status.CONVERTED, Decimal("20.00"))
+    assert wallet(player) == (Decimal("30.00"), Decimal("0.00"))
+    assert_ledger_clean()
+
+
+def test_win_over_several_bets_splits_by_the_rounds_total_stakes(studio, player):
+    grant(player, "20.00", multiplier=10)
+    studio.bet(player, "6.00", round_id="r-1")  # 6 cash
+    studio.bet(player, "6.00", round_id="r-1")  # 4 cash + 2 bonus
+    body = studio.win(player, "24.00", round_id="r-1").json()
+    # Bonus staked 2 of 12: a sixth of the win goes back to the bonus.
+    assert (body["cash_amount"], body["bonus_amount"]) == ("20.00", "4.00")
+    assert wallet(player) == (Decimal("20.00"), Decimal("22.00"))
+    assert_ledger_clean()
