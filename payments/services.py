@@ -866,10 +866,13 @@ def _apply_event(event: WebhookEvent, parsed: ProviderEvent) -> bool:
             return False
         event.deposit = deposit
         if parsed.result.status == CHARGEBACK:
+            reference = f"{parsed.result.provider_reference}:chargeback"
+            if Chargeback.objects.filter(provider_reference=reference).exists():
+                return False
             record_chargeback(
                 deposit=deposit,
                 amount=deposit.credited_amount,
-                provider_reference=f"{parsed.result.provider_reference}:chargeback",
+                provider_reference=reference,
                 reason=parsed.event_type,
             )
             return True

@@ -422,3 +422,34 @@ def test_chargeback_bigger_than_the_cash_books_the_shortfall_to_write_off(provid
     ]
     assert Chargeback.objects.count() == 1
     assert selectors.ledger_problems() == []
+
+
+def test_ewallet_chargeback_status_records_a_chargeback_once(providers):
+    from urllib.parse import urlencode
+
+    from payments.sandbox.dialects import Ewallet
+
+    wallet = providers["ewallet"]
+    player = make_player()
+    deposit = open_deposit(player, wallet, amount="25.00")
+    services.apply_deposit_result(
+        deposit_id=deposit.pk, result=ProviderResult(status="succeeded"), source="webhook"
+    )
+    obj = SandboxPayment(
+        sandbox_id="sid_9",
+        kind="payment",
+        merchant_reference=deposit.reference,
+        amount=Decimal("25.00"),
+        currency="EUR",
+        status=core.PAID,
+    )
+    fields = {**Ewallet.fields(obj, core.PAID, wallet.merchant_id), "status": "-3"}
+    fields["sha256sig"] = Ewallet.sign(fields, wallet.webhook_secret)
+    body = urlencode(fields).encode()
+    first = deliver(wallet, body, {})
+    second = deliver(wallet, body, {})
+    assert (first.outcome, second.outcome) == ("applied", "no_change")
+    chargeback = Chargeback.objects.get()
+    assert (chargeback.deposit, chargeback.amount) == (deposit, Decimal("25.00"))
+    assert cash(player) == Decimal(0)
+    assert selectors.ledger_problems() == []
