@@ -133,10 +133,11 @@ def _adyen(c: Columns) -> dict[str, str]:
         "provider_type": c.raw("Type"),
         "record_type": record_type,
         # Refunds and chargebacks carry the original payment's PSP reference; their own
-        # reference is the modification reference.
+        # reference is the modification reference. Payments and payouts to players are
+        # known by their own PSP reference.
         "provider_reference": (
-            f"coalesce(CASE WHEN {record_type} = {sql_literal(RT.PAYMENT)} THEN {psp} END, "
-            f"{modification}, {psp}, '')"
+            f"coalesce(CASE WHEN {record_type} IN ({sql_literal(RT.PAYMENT)}, "
+            f"{sql_literal(RT.PLAYER_PAYOUT)}) THEN {psp} END, {modification}, {psp}, '')"
         ),
         "payment_reference": f"coalesce({psp}, '')",
         "merchant_reference": f"coalesce({c.raw('Merchant Reference')}, '')",

@@ -104,8 +104,16 @@ class SettlementLine(models.Model):
         MERCHANT_PAYOUT = "merchant_payout", "Payout to the operator's bank"
         OTHER = "other"
 
+    # No database constraint on this key nor on LineMatch's: a million-line load would pay a
+    # foreign-key check per row (seconds). Lines are append-only and imports never deleted.
+    # Nor an index: every index costs a second per million lines loaded, and lines are read
+    # by provider, not by import.
     settlement_import = models.ForeignKey(
-        SettlementImport, on_delete=models.PROTECT, related_name="lines"
+        SettlementImport,
+        on_delete=models.PROTECT,
+        related_name="lines",
+        db_constraint=False,
+        db_index=False,
     )
     provider_code = models.CharField(max_length=64)
     line_number = models.PositiveIntegerField()
@@ -133,10 +141,8 @@ class SettlementLine(models.Model):
                 fields=["provider_code", "line_hash"], name="settlement_line_once_per_provider"
             )
         ]
-        indexes = [
-            models.Index(fields=["provider_code", "provider_reference"]),
-            models.Index(fields=["provider_code", "batch"]),
-        ]
+        # Matching reads lines by provider in bulk; only payout batches are looked up.
+        indexes = [models.Index(fields=["provider_code", "batch"])]
 
     def __str__(self):
         return f"{self.provider_code} {self.record_type} {self.provider_reference}"
@@ -197,14 +203,20 @@ class LineMatch(models.Model):
         RESOLVED = "resolved", "Resolved by an operator"
 
     line = models.OneToOneField(
-        SettlementLine, primary_key=True, on_delete=models.PROTECT, related_name="match"
+        SettlementLine,
+        primary_key=True,
+        on_delete=models.PROTECT,
+        related_name="match",
+        db_constraint=False,
     )
     status = models.CharField(max_length=12, choices=Status.choices)
     break_type = models.CharField(max_length=24, choices=BreakType.choices, blank=True)
     # deposit / withdrawal / refund / chargeback (payments ids), or batch for payout lines.
     internal_kind = models.CharField(max_length=16, blank=True)
     internal_id = models.BigIntegerField(null=True, blank=True)
-    run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, related_name="+")
+    run = models.ForeignKey(
+        ReconciliationRun, on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
 
     class Meta:
         indexes = [models.Index(fields=["internal_kind", "internal_id"])]

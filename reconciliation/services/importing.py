@@ -201,12 +201,66 @@ def _load(report: SettlementImport, layout: Layout, progress: Progress) -> tuple
         total = cursor.fetchone()[0]
     if total == 0:
         raise _refuse([{"line": 2, "column": "", "message": "the report has no lines"}])
-    errors = _syntax_errors(columns, layout, report.provider_code)
-    errors += _timezone_errors(columns, layout)
-    if errors:
-        raise _refuse(errors[:MAX_REPORTED_ERRORS])
-    progress.update(force=True, rows_total=total, rows_processed=total)
-    return _insert_lines(report, columns, layout), total
+    errors = _timezone_errors(columns, layout)
+    cast_error = ""
+    if not errors and _looks_clean(columns, layout, report.provider_code):
+        try:
+            inserted = _insert_lines(report, columns, layout)
+        except DataError as error:
+            diag = getattr(error.__cause__, "diag", None)
+            cast_error = (diag.message_primary if diag else None) or str(error)
+        else:
+            progress.update(force=True, rows_total=total, rows_processed=total)
+            return inserted, total
+    # Something is wrong: now find every bad value with its line number (the slow scan is
+    # paid only by a file that is refused anyway).
+    errors += _syntax_errors(columns, layout, report.provider_code)
+    if not errors:
+        # A value that passed the patterns but not the cast (e.g. 2024-02-30).
+        errors = [{"line": None, "column": "", "message": cast_error or "unreadable value"}]
+    raise _refuse(errors[:MAX_REPORTED_ERRORS])
+
+
+def _looks_clean(columns: Columns, layout: Layout, provider_code: str) -> bool:
+    """The cheap test every file pays: string operations only, stopping at the first
+    suspicious line. Malformed numbers and times that slip through fail their cast in the
+    insert; both lead to the full line-by-line check."""
+    exponents = _currency_exponents()
+    exponent_of = (
+        "(CASE upper({}) "
+        + " ".join(f"WHEN {sql_literal(code)} THEN {exp}" for code, exp in exponents.items())
+        + " ELSE -1 END)"
+    )
+    suspicious = []
+    for name in layout.non_blank:
+        if columns.has(name):
+            suspicious.append(f"{columns.raw(name)} IS NULL")
+    for name, currency_column in layout.decimal_columns:
+        if columns.has(name):
+            value = columns.raw(name)
+            # Anything but digits, one sign and a point (1e5, NaN, Infinity cast fine).
+            suspicious.append(f"translate({value}, '0123456789.-', '') <> ''")
+            suspicious.append(
+                f"length(split_part({value}, '.', 2)) > "
+                f"{exponent_of.format(columns.raw(currency_column))}"
+            )
+    booked = columns.raw(next(n for n in layout.booked_columns if columns.has(n)))
+    # 'now', 'today' and 'epoch' are valid PostgreSQL times; a report's are digits.
+    suspicious.append(f"{booked} IS NULL OR left({booked}, 1) NOT BETWEEN '0' AND '9'")
+    expressions = layout.expressions(columns)
+    known = "ARRAY[" + ", ".join(sql_literal(code) for code in exponents) + "]::text[]"
+    for field_name in ("currency", "net_currency"):
+        value = expressions[field_name]
+        suspicious.append(f"{value} IS NULL OR NOT ({value} = ANY({known}))")
+    for field_name in ("provider_reference", "payment_reference", "merchant_reference", "batch"):
+        suspicious.append(f"length({expressions[field_name]}) > {_REFERENCE_LENGTH}")
+    if layout.provider_column:
+        value = columns.raw(layout.provider_column)
+        suspicious.append(f"{value} IS DISTINCT FROM {sql_literal(provider_code)}")
+    condition = " OR ".join(f"({c})" for c in suspicious)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {RAW_TABLE} WHERE {condition})")
+        return cursor.fetchone()[0]
 
 
 def _copy_raw(stream, width: int, progress: Progress, line_count: int) -> None:
@@ -392,7 +446,7 @@ def _insert_lines(report: SettlementImport, columns: Columns, layout: Layout) ->
         "md5(concat_ws('|', record_type, provider_type, provider_reference, payment_reference, "
         "merchant_reference, trim_scale(gross)::text, trim_scale(fee)::text, "
         "trim_scale(net)::text, currency, net_currency, "
-        "to_char(booked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), batch))::uuid"
+        "booked_at::text, batch))::uuid"
     )
     table = SettlementLine._meta.db_table
     sql = (
@@ -403,16 +457,11 @@ def _insert_lines(report: SettlementImport, columns: Columns, layout: Layout) ->
         "provider_reference, payment_reference, merchant_reference, gross, fee, net, currency, "
         f"net_currency, booked_at, batch, {fingerprint} "
         f"FROM (SELECT line_no, {selected} FROM {RAW_TABLE}) normalized "
-        "ORDER BY line_no "
         "ON CONFLICT (provider_code, line_hash) DO NOTHING"
     )
-    with connection.cursor() as cursor:
-        try:
-            with transaction.atomic():
-                cursor.execute(sql, [report.pk, report.provider_code])
-        except DataError as error:
-            # A value that passed the patterns but not the cast (e.g. 2024-02-30).
-            diag = getattr(error.__cause__, "diag", None)
-            message = (diag.message_primary if diag else None) or str(error)
-            raise _refuse([{"line": None, "column": "", "message": message}]) from None
+    with connection.cursor() as cursor, transaction.atomic():
+        # The fingerprint prints times in the session's zone: pin it.
+        cursor.execute("SET LOCAL TIME ZONE 'UTC'")
+        cursor.execute("SET LOCAL work_mem = '256MB'")
+        cursor.execute(sql, [report.pk, report.provider_code])
         return cursor.rowcount

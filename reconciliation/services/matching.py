@@ -141,8 +141,10 @@ def _match(run: ReconciliationRun, as_of: datetime, progress: Progress) -> dict:
     # Runs of one provider queue; runs of different providers proceed side by side.
     for code in codes:
         _exec("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [0x5E78, code])
-    # Joins of a million rows stay in memory instead of spilling to disk.
+    # Joins of a million rows stay in memory instead of spilling to disk, and the temporary
+    # tables below get statistics from a small sample (the planner needs sizes, not detail).
     _exec("SET LOCAL work_mem = '256MB'")
+    _exec("SET LOCAL default_statistics_target = 10")
     create_policy_table(codes)
 
     progress.update(force=True, phase="collecting lines")
@@ -298,6 +300,21 @@ def _pair_on_amount_and_date() -> None:
     )
     _exec("CREATE INDEX ON recon_tx_left (provider_code, kind, currency, amount)")
     _exec("ANALYZE recon_tx_left")
+    # Both sides of what is left are small: materialize them, each line with its own bounds,
+    # so the join is one index range scan per line instead of every line against every
+    # transaction of the same currency.
+    _exec(
+        "CREATE TEMPORARY TABLE recon_lines_left ON COMMIT DROP AS "
+        "SELECT l.id, l.provider_code, l.tx_kind, l.currency, l.booked_at, "
+        "l.line_amount - pol.tolerance AS amount_from, l.line_amount + pol.tolerance AS amount_to, "
+        "l.booked_at - pol.match_window AS time_from, l.booked_at + pol.match_window AS time_to "
+        "FROM recon_open l JOIN recon_policy pol ON pol.provider_code = l.provider_code "
+        "WHERE l.tx_kind IS NOT NULL "
+        "AND NOT EXISTS (SELECT 1 FROM recon_pairs p WHERE p.line_id = l.id)"
+    )
+    _exec("ANALYZE recon_lines_left")
+    _exec("SET LOCAL enable_hashjoin = off")
+    _exec("SET LOCAL enable_mergejoin = off")
     _exec(
         "INSERT INTO recon_pairs (line_id, kind, tx_id, pass) "
         "SELECT line_id, kind, tx_id, 2 FROM ("
@@ -306,17 +323,15 @@ def _pair_on_amount_and_date() -> None:
         "abs(extract(epoch FROM l.booked_at - t.happened_at)), t.id) AS line_rank, "
         "row_number() OVER (PARTITION BY t.kind, t.id ORDER BY "
         "abs(extract(epoch FROM l.booked_at - t.happened_at)), l.id) AS tx_rank "
-        "FROM recon_open l "
-        "JOIN recon_policy pol ON pol.provider_code = l.provider_code "
+        "FROM recon_lines_left l "
         "JOIN recon_tx_left t ON t.provider_code = l.provider_code AND t.kind = l.tx_kind "
-        "AND t.currency = l.currency "
-        "AND t.amount BETWEEN l.line_amount - pol.tolerance AND l.line_amount + pol.tolerance "
-        "AND t.happened_at BETWEEN l.booked_at - pol.match_window "
-        "AND l.booked_at + pol.match_window "
-        "WHERE l.tx_kind IS NOT NULL "
-        "AND NOT EXISTS (SELECT 1 FROM recon_pairs p WHERE p.line_id = l.id)"
+        "AND t.currency = l.currency AND t.amount BETWEEN l.amount_from AND l.amount_to "
+        "AND t.happened_at BETWEEN l.time_from AND l.time_to"
         ") candidates WHERE line_rank = 1 AND tx_rank = 1"
     )
+    _exec("SET LOCAL enable_hashjoin = on")
+    _exec("SET LOCAL enable_mergejoin = on")
+    _exec("DROP TABLE recon_lines_left")
     _exec("DROP TABLE recon_tx_left")
 
 
@@ -400,18 +415,20 @@ def _classify(run: ReconciliationRun, as_of: datetime) -> None:
         "LEFT JOIN recon_pairs p ON p.line_id = l.id "
         "LEFT JOIN recon_tx t ON t.kind = p.kind AND t.id = p.tx_id "
         f"LEFT JOIN ({_BATCH_NET}) b ON l.record_type = '{RT.MERCHANT_PAYOUT}' "
-        "AND b.provider_code = l.provider_code AND b.batch = l.batch"
+        "AND b.provider_code = l.provider_code AND b.batch = l.batch "
+        "AND b.net_currency = l.net_currency"
         ") classified",
         {"run": run.pk, "as_of": as_of},
     )
 
 
 # What a payout batch adds up to: every line in it but payouts, from any import.
+# A batch holding several currencies has one payout per currency.
 _BATCH_NET = (
-    f"SELECT s.provider_code, s.batch, sum(s.net) AS batch_net FROM {LINE} s "
+    f"SELECT s.provider_code, s.batch, s.net_currency, sum(s.net) AS batch_net FROM {LINE} s "
     "WHERE s.batch <> '' AND s.record_type <> 'merchant_payout' "
     "AND (s.provider_code, s.batch) IN (SELECT provider_code, batch FROM recon_open "
-    "WHERE record_type = 'merchant_payout') GROUP BY s.provider_code, s.batch"
+    "WHERE record_type = 'merchant_payout') GROUP BY s.provider_code, s.batch, s.net_currency"
 )
 
 
@@ -450,6 +467,7 @@ def _record_breaks(run: ReconciliationRun, as_of: datetime) -> int:
         "LEFT JOIN recon_tx t ON t.kind = m.internal_kind AND t.id = m.internal_id "
         f"LEFT JOIN ({_BATCH_NET}) b ON l.record_type = 'merchant_payout' "
         "AND b.provider_code = l.provider_code AND b.batch = l.batch "
+        "AND b.net_currency = l.net_currency "
         f"WHERE m.run_id = %(run)s AND m.status = '{LM.BREAK}' " + upsert,
         params,
     )
