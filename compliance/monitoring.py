@@ -167,6 +167,16 @@ def evaluate_players(player_ids, *, now=None) -> list[Alert]:
     _index_instruments(activities)
     raised: list[Alert] = []
     players = Player.objects.in_bulk([pid for pid, a in activities.items() if a.movements])
+    # One transaction for the chunk: a batch of hundreds of players commits once, not once
+    # per alert; a failure rolls the chunk back and the task's retry raises it again.
+    with transaction.atomic():
+        _raise_hits(activities, players, active_rules, now, raised)
+        for pid in {a.player_id for a in raised}:
+            recompute_risk(player=players[pid])
+    return raised
+
+
+def _raise_hits(activities, players, active_rules, now, raised: list) -> None:
     for pid, activity in activities.items():
         if not activity.movements:
             continue
@@ -182,9 +192,6 @@ def evaluate_players(player_ids, *, now=None) -> list[Alert]:
                 )
                 if alert is not None:
                     raised.append(alert)
-    for pid in {a.player_id for a in raised}:
-        recompute_risk(player=players[pid])
-    return raised
 
 
 def players_of_entries(entry_ids) -> list[int]:

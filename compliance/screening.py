@@ -21,6 +21,7 @@ import csv
 import hashlib
 import re
 import threading
+import time
 import unicodedata
 from dataclasses import dataclass
 from datetime import date
@@ -141,10 +142,13 @@ def data_dir() -> Path:
     return Path(settings.OFAC_DATA_DIR)
 
 
-def import_sdn(*, directory: Path | None = None, actor=None, force: bool = False):
+def import_sdn(
+    *, directory: Path | None = None, actor=None, force: bool = False, rescreen: bool = True
+):
     """Replace the stored SDN list with the files in `directory`; return the import, or None
     when the files are the ones already imported (unless `force`). A changed list sends
-    every player to be screened again once the import commits."""
+    every player to be screened again once the import commits (unless `rescreen` is False,
+    e.g. to schedule the re-screen of a large player base for a quiet hour)."""
     directory = Path(directory or data_dir())
     paths = [directory / n for n in ("sdn.csv", "alt.csv", "add.csv")]
     digest = hashlib.sha256()
@@ -212,9 +216,11 @@ def import_sdn(*, directory: Path | None = None, actor=None, force: bool = False
             names=len(rows),
             sha256=sha256,
         )
-        from .tasks import rescreen_all_players
+        transaction.on_commit(_Index.invalidate)
+        if rescreen:
+            from .tasks import rescreen_all_players
 
-        transaction.on_commit(rescreen_all_players.delay)
+            transaction.on_commit(rescreen_all_players.delay)
     return record
 
 
@@ -238,13 +244,28 @@ class _Index:
     _lock = threading.Lock()
     _loaded_for: int | None = None
     names: list[str] = []
+    # The same names with their tokens sorted: the token-sort ratio without re-sorting every
+    # listed name on every query.
+    sorted_names: list[str] = []
     rows: list[tuple[int, str]] = []  # (entity_id, original name) parallel to `names`
     entities: dict[int, SanctionsEntity] = {}
 
+    _checked_at = float("-inf")
+
+    @classmethod
+    def invalidate(cls) -> None:
+        cls._checked_at = float("-inf")
+
     @classmethod
     def current(cls) -> "type[_Index]":
+        # Which import is current is asked at most every CHECK_SECONDS: a list update reaches
+        # other processes within that, and a re-screen of every player does not pay a query
+        # per name.
+        if time.monotonic() - cls._checked_at < CHECK_SECONDS:
+            return cls
         latest = SanctionsImport.objects.filter(source=SOURCE).values_list("pk", flat=True)
         latest = latest.first()
+        cls._checked_at = time.monotonic()
         with cls._lock:
             if latest != cls._loaded_for:
                 entities = SanctionsEntity.objects.filter(source=SOURCE, entity_type="individual")
@@ -255,11 +276,13 @@ class _Index:
                     )
                 )
                 cls.names = [p[0] for p in pairs]
+                cls.sorted_names = [" ".join(sorted(n.split())) for n in cls.names]
                 cls.rows = [(p[1], p[2]) for p in pairs]
                 cls._loaded_for = latest
         return cls
 
 
+CHECK_SECONDS = 30
 # Candidates below this token-sort ratio (0-100) are not worth the finer comparison.
 PREFILTER = 55
 TOKEN_MATCH = 0.8
@@ -303,12 +326,17 @@ def match_name(
         return []
     index = _Index.current()
     # Stage one, in C over the whole list: the token-sort ratio finds the candidates.
-    candidates = process.extract(
-        query, index.names, scorer=fuzz.token_sort_ratio, score_cutoff=PREFILTER, limit=50
-    )
     query_tokens = query.split()
+    candidates = process.extract(
+        " ".join(sorted(query_tokens)),
+        index.sorted_names,
+        scorer=fuzz.ratio,
+        score_cutoff=PREFILTER,
+        limit=50,
+    )
     best: dict[int, Match] = {}
-    for listed, _, position in candidates:
+    for _, _, position in candidates:
+        listed = index.names[position]
         entity_id, original = index.rows[position]
         entity = index.entities[entity_id]
         # Stage two: every name part must find its counterpart (see `name_similarity`).

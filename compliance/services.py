@@ -173,17 +173,19 @@ def active_self_exclusion(player: Player, now=None) -> SelfExclusion | None:
 
 def deposited(player: Player, *, currency: str | None = None, since=None) -> dict[str, Decimal]:
     """Deposits credited to the player's cash per currency (optionally since `since`)."""
-    postings = Posting.objects.filter(
-        account__owner=player,
-        account__kind=Account.Kind.PLAYER_CASH,
-        entry__kind=JournalEntry.Kind.DEPOSIT,
-    )
+    cash = Account.objects.filter(owner=player, kind=Account.Kind.PLAYER_CASH)
     if currency:
-        postings = postings.filter(account__currency_id=currency)
+        cash = cash.filter(currency_id=currency)
+    accounts = dict(cash.values_list("pk", "currency_id"))
+    # Filtering postings by account id (not by a join on the owner) lets PostgreSQL walk the
+    # (account, id) index instead of scanning every posting.
+    postings = Posting.objects.filter(
+        account_id__in=list(accounts), entry__kind=JournalEntry.Kind.DEPOSIT
+    )
     if since is not None:
         postings = postings.filter(entry__created_at__gte=since)
-    rows = postings.values("account__currency_id").annotate(total=Sum("amount"))
-    return {r["account__currency_id"]: r["total"] for r in rows}
+    rows = postings.values("account_id").annotate(total=Sum("amount"))
+    return {accounts[r["account_id"]]: r["total"] for r in rows}
 
 
 def deposited_eur(player: Player, since=None) -> Decimal:

@@ -15,11 +15,18 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--dir", type=Path, default=None, help="Default: OFAC_DATA_DIR.")
         parser.add_argument("--force", action="store_true", help="Import even if unchanged.")
+        parser.add_argument(
+            "--no-rescreen",
+            action="store_true",
+            help="Do not re-screen every player now (run the rescreen_all_players task later).",
+        )
 
     def handle(self, *args, **options):
         directory = options["dir"] or data_dir()
         try:
-            record = import_sdn(directory=directory, force=options["force"])
+            record = import_sdn(
+                directory=directory, force=options["force"], rescreen=not options["no_rescreen"]
+            )
         except SanctionsListUnavailable as error:
             raise CommandError(error.message) from None
         if record is None:
