@@ -388,3 +388,56 @@ def test_a_file_with_only_a_header_is_refused():
     with pytest.raises(MalformedReport):
         load(Layout.STRIPE, write_csv(STRIPE_COLUMNS, []), provider="stripe")
     assert SettlementLine.objects.count() == 0
+
+
+def test_values_postgresql_would_accept_but_a_report_never_holds_are_refused():
+    rows = [
+        sandbox_row("payment", provider="sbx", reference="R1", gross="NaN"),
+        sandbox_row("payment", provider="sbx", reference="R2", gross="1.00", booked_at="now"),
+    ]
+    with pytest.raises(MalformedReport) as refused:
+        load(Layout.SANDBOX, write_csv(SANDBOX_COLUMNS, rows), provider="sbx")
+    assert [(e["line"], e["column"]) for e in refused.value.details["errors"]] == [
+        (2, "gross"),
+        (2, "net"),
+        (3, "booked_at"),
+    ]
+    assert SettlementLine.objects.count() == 0
+
+
+def test_an_impossible_date_is_refused_and_nothing_is_written():
+    row = sandbox_row(
+        "payment", provider="sbx", reference="R1", gross="1.00", booked_at="2026-02-30T10:00:00Z"
+    )
+    with pytest.raises(MalformedReport) as refused:
+        load(Layout.SANDBOX, write_csv(SANDBOX_COLUMNS, [row]), provider="sbx")
+    (error,) = refused.value.details["errors"]
+    assert "out of range" in error["message"]
+    assert SettlementLine.objects.count() == 0
+    assert SettlementImport.objects.get().status == SettlementImport.Status.REJECTED
+
+
+def test_reports_dropped_in_the_watched_folder_are_received_and_moved(tmp_path):
+    from reconciliation.services import queueing
+
+    folder = tmp_path / "inbox" / Layout.SANDBOX / "sbx"
+    folder.mkdir(parents=True)
+    content = write_csv(
+        SANDBOX_COLUMNS, [sandbox_row("payment", provider="sbx", reference="R1", gross="1.00")]
+    )
+    (folder / "day1.csv").write_bytes(content)
+    stray = tmp_path / "inbox" / "no-such-layout" / "sbx"
+    stray.mkdir(parents=True)
+    (stray / "x.csv").write_bytes(content)
+
+    (report,) = queueing.scan_inbox(inbox=tmp_path / "inbox")
+
+    assert (report.layout, report.provider_code, report.file_name) == (
+        Layout.SANDBOX,
+        "sbx",
+        "day1.csv",
+    )
+    assert (folder / "processed" / "day1.csv").exists()
+    assert not (folder / "day1.csv").exists()
+    assert (stray / "unknown" / "x.csv").exists()
+    assert queueing.scan_inbox(inbox=tmp_path / "inbox") == []
