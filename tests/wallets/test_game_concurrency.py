@@ -2,7 +2,6 @@
 
 import random
 import threading
-import time
 from decimal import Decimal
 
 import pytest
@@ -17,6 +16,7 @@ from wallets.models import Account, Bonus, GameTransaction
 pytestmark = pytest.mark.django_db(transaction=True)
 Kind = Account.Kind
 THREADS = 8
+ROUNDS_PER_THREAD = 15
 
 
 def run_threads(worker, count=THREADS, seconds=3):
@@ -63,12 +63,13 @@ def test_threads_betting_and_winning_for_one_player_lose_no_update():
     refused: list[str] = []
     retried = []
     lock = threading.Lock()
-    deadline = time.monotonic() + 3
 
     def worker(index):
         rng = random.Random(index)
         caller = SignedProvider(provider=studio.provider, secret=studio.secret, client=Client())
-        while time.monotonic() < deadline:
+        # A fixed number of rounds, not a time budget: the test must exercise the wallet as
+        # much on a loaded CI machine as on a quiet one.
+        for _ in range(ROUNDS_PER_THREAD):
             round_id = new_id(f"r{index}")
             bet_tx = new_id("b")
             amount = f"{rng.randint(1, 2000) / 100:.2f}"
@@ -93,7 +94,7 @@ def test_threads_betting_and_winning_for_one_player_lose_no_update():
 
     bets = GameTransaction.objects.filter(kind="bet", status="accepted")
     wins = GameTransaction.objects.filter(kind="win")
-    assert bets.count() > 50, "the test did not exercise the wallet"
+    assert bets.count() > THREADS * ROUNDS_PER_THREAD / 2, "the test did not exercise the wallet"
     assert refused or retried
     staked_cash = sum(b.cash_amount for b in bets)
     staked_bonus = sum(b.bonus_amount for b in bets)
@@ -155,4 +156,52 @@ def test_a_rollback_racing_its_bet_never_leaves_the_stake_taken():
     # Whichever came first, every bet ends rolled back (or refused): the player keeps 100.00.
     assert balances(player)[0] == Decimal("100.00")
     assert not GameTransaction.objects.filter(kind="bet", status="accepted").exists()
+    assert selectors.ledger_problems() == []
+
+
+def test_forfeit_racing_bets_and_wins_leaves_no_bonus_money_behind():
+    studio = make_provider()
+    player = PlayerFactory(country="MT")  # no cash: every stake is bonus money
+    bonus_services.grant_bonus(
+        player=player,
+        currency="EUR",
+        amount="80.00",
+        wagering_multiplier=1000,
+        expires_at=Bonus._meta.get_field("expires_at").to_python("2099-01-01T00:00:00Z"),
+        idempotency_key=key(),
+    )
+    token = studio.session(player)
+    some_bets_placed = threading.Event()
+    placed = []
+    lock = threading.Lock()
+
+    def worker(index):
+        if index == 0:
+            assert some_bets_placed.wait(timeout=60)
+            forfeited = bonus_services.forfeit_pending_bonuses(player=player, reason="withdrawal")
+            assert len(forfeited) == 1
+            return
+        rng = random.Random(index)
+        caller = SignedProvider(provider=studio.provider, secret=studio.secret, client=Client())
+        for _ in range(ROUNDS_PER_THREAD):
+            round_id = new_id("r")
+            bet = caller.bet(player, "1.00", round_id=round_id, session_token=token)
+            if bet.status_code == 200:
+                with lock:
+                    placed.append(round_id)
+                    if len(placed) >= 10:
+                        some_bets_placed.set()
+            else:
+                assert bet.json()["error"]["code"] == "insufficient_funds"
+            win = f"{rng.randint(0, 300) / 100:.2f}"
+            answer = caller.win(player, win, round_id=round_id)
+            assert answer.status_code == (200 if bet.status_code == 200 else 404)
+
+    run_threads(worker)
+
+    bonus = Bonus.objects.get(player=player)
+    assert bonus.status == Bonus.Status.FORFEITED
+    # Nothing is left in the bonus account once its bonus is gone: the bonus shares of wins
+    # paid after the forfeit went to bonus expense, not to the player.
+    assert balances(player) == (Decimal(0), Decimal(0))
     assert selectors.ledger_problems() == []
