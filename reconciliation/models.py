@@ -218,8 +218,8 @@ class LineMatch(models.Model):
         ReconciliationRun, on_delete=models.PROTECT, related_name="+", db_constraint=False
     )
 
-    class Meta:
-        indexes = [models.Index(fields=["internal_kind", "internal_id"])]
+    # No index on (internal_kind, internal_id): it is only ever joined in bulk (hash joins),
+    # and a million index entries per run cost more than they save.
 
     def __str__(self):
         return f"line {self.line_id}: {self.status} {self.break_type}"

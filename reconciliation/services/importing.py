@@ -203,7 +203,7 @@ def _load(report: SettlementImport, layout: Layout, progress: Progress) -> tuple
         raise _refuse([{"line": 2, "column": "", "message": "the report has no lines"}])
     errors = _timezone_errors(columns, layout)
     cast_error = ""
-    if not errors and _looks_clean(columns, layout, report.provider_code):
+    if not errors:
         try:
             inserted = _insert_lines(report, columns, layout)
         except DataError as error:
@@ -221,10 +221,10 @@ def _load(report: SettlementImport, layout: Layout, progress: Progress) -> tuple
     raise _refuse(errors[:MAX_REPORTED_ERRORS])
 
 
-def _looks_clean(columns: Columns, layout: Layout, provider_code: str) -> bool:
-    """The cheap test every file pays: string operations only, stopping at the first
-    suspicious line. Malformed numbers and times that slip through fail their cast in the
-    insert; both lead to the full line-by-line check."""
+def _suspicious(columns: Columns, layout: Layout, provider_code: str) -> str:
+    """The cheap test every line pays, as one SQL condition: string operations only.
+    Malformed numbers and times that slip through fail their cast in the insert; either way
+    the full line-by-line check then runs."""
     exponents = _currency_exponents()
     exponent_of = (
         "(CASE upper({}) "
@@ -257,10 +257,7 @@ def _looks_clean(columns: Columns, layout: Layout, provider_code: str) -> bool:
     if layout.provider_column:
         value = columns.raw(layout.provider_column)
         suspicious.append(f"{value} IS DISTINCT FROM {sql_literal(provider_code)}")
-    condition = " OR ".join(f"({c})" for c in suspicious)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {RAW_TABLE} WHERE {condition})")
-        return cursor.fetchone()[0]
+    return " OR ".join(f"({c})" for c in suspicious)
 
 
 def _copy_raw(stream, width: int, progress: Progress, line_count: int) -> None:
@@ -453,10 +450,15 @@ def _insert_lines(report: SettlementImport, columns: Columns, layout: Layout) ->
         f"INSERT INTO {table} (settlement_import_id, provider_code, line_number, record_type, "
         "provider_type, provider_reference, payment_reference, merchant_reference, gross, fee, "
         "net, currency, net_currency, booked_at, batch, line_hash) "
-        "SELECT %s, %s, line_no, record_type, left(coalesce(provider_type, ''), 64), "
+        # A suspicious line stops the statement (division by zero, a DataError like a failed
+        # cast) instead of costing every file a second pass over its lines.
+        "SELECT %s, %s, CASE WHEN suspicious THEN line_no / 0 ELSE line_no END, record_type, "
+        "left(coalesce(provider_type, ''), 64), "
         "provider_reference, payment_reference, merchant_reference, gross, fee, net, currency, "
         f"net_currency, booked_at, batch, {fingerprint} "
-        f"FROM (SELECT line_no, {selected} FROM {RAW_TABLE}) normalized "
+        f"FROM (SELECT line_no, {selected}, "
+        f"({_suspicious(columns, layout, report.provider_code)}) AS suspicious "
+        f"FROM {RAW_TABLE}) normalized "
         "ON CONFLICT (provider_code, line_hash) DO NOTHING"
     )
     with connection.cursor() as cursor, transaction.atomic():

@@ -271,9 +271,10 @@ def _create_transactions(codes: list[str]) -> None:
     else may pair with it."""
     _exec(
         "CREATE TEMPORARY TABLE recon_tx ON COMMIT DROP AS "
-        "SELECT t.*, EXISTS (SELECT 1 FROM "
-        f"{MATCH} m WHERE m.internal_kind = t.kind AND m.internal_id = t.id) AS is_taken "
-        f"FROM ({our_transactions_sql()}) t"
+        "SELECT t.*, taken.internal_id IS NOT NULL AS is_taken "
+        f"FROM ({our_transactions_sql()}) t LEFT JOIN (SELECT DISTINCT internal_kind, "
+        f"internal_id FROM {MATCH} WHERE internal_id IS NOT NULL) taken "
+        "ON taken.internal_kind = t.kind AND taken.internal_id = t.id"
     )
     _exec("ANALYZE recon_tx")
 
