@@ -221,43 +221,43 @@ def _load(report: SettlementImport, layout: Layout, progress: Progress) -> tuple
     raise _refuse(errors[:MAX_REPORTED_ERRORS])
 
 
-def _suspicious(columns: Columns, layout: Layout, provider_code: str) -> str:
-    """The cheap test every line pays, as one SQL condition: string operations only.
-    Malformed numbers and times that slip through fail their cast in the insert; either way
-    the full line-by-line check then runs."""
-    exponents = _currency_exponents()
-    exponent_of = (
-        "(CASE upper({}) "
-        + " ".join(f"WHEN {sql_literal(code)} THEN {exp}" for code, exp in exponents.items())
-        + " ELSE -1 END)"
-    )
-    suspicious = []
-    for name in layout.non_blank:
-        if columns.has(name):
-            suspicious.append(f"{columns.raw(name)} IS NULL")
-    for name, currency_column in layout.decimal_columns:
-        if columns.has(name):
-            value = columns.raw(name)
-            # Anything but digits, one sign and a point (1e5, NaN, Infinity cast fine).
-            suspicious.append(f"translate({value}, '0123456789.-', '') <> ''")
-            suspicious.append(
-                f"length(split_part({value}, '.', 2)) > "
-                f"{exponent_of.format(columns.raw(currency_column))}"
-            )
+def _suspicious_raw(columns: Columns, layout: Layout, provider_code: str) -> str:
+    """The cheap test every line pays on its raw text, as one SQL condition (string
+    operations only; see `_SUSPICIOUS_NORMALIZED` for the rest). Malformed numbers and times
+    that slip through fail their cast in the insert; either way the full line-by-line check
+    then runs."""
+    suspicious = [f"{columns.raw(name)} IS NULL" for name in layout.non_blank if columns.has(name)]
+    decimals = [columns.raw(name) for name, _ in layout.decimal_columns if columns.has(name)]
+    # Anything but digits, signs and points: 1e5, NaN and Infinity are numbers to PostgreSQL.
+    suspicious.append(f"translate(concat({', '.join(decimals)}), '0123456789.-', '') <> ''")
     booked = columns.raw(next(n for n in layout.booked_columns if columns.has(n)))
     # 'now', 'today' and 'epoch' are valid PostgreSQL times; a report's are digits.
     suspicious.append(f"{booked} IS NULL OR left({booked}, 1) NOT BETWEEN '0' AND '9'")
-    expressions = layout.expressions(columns)
-    known = "ARRAY[" + ", ".join(sql_literal(code) for code in exponents) + "]::text[]"
-    for field_name in ("currency", "net_currency"):
-        value = expressions[field_name]
-        suspicious.append(f"{value} IS NULL OR NOT ({value} = ANY({known}))")
-    for field_name in ("provider_reference", "payment_reference", "merchant_reference", "batch"):
-        suspicious.append(f"length({expressions[field_name]}) > {_REFERENCE_LENGTH}")
     if layout.provider_column:
         value = columns.raw(layout.provider_column)
         suspicious.append(f"{value} IS DISTINCT FROM {sql_literal(provider_code)}")
     return " OR ".join(f"({c})" for c in suspicious)
+
+
+def _suspicious_normalized() -> str:
+    """The cheap test on a line's normalized values: a currency we keep, no more decimals
+    than it allows, references that fit."""
+    exponents = _currency_exponents()
+    exponent_of = (
+        "(CASE {} "
+        + " ".join(f"WHEN {sql_literal(code)} THEN {exp}" for code, exp in exponents.items())
+        + " ELSE -1 END)"
+    )
+    known = "ARRAY[" + ", ".join(sql_literal(code) for code in exponents) + "]::text[]"
+    checks = [
+        f"currency IS NULL OR NOT (currency = ANY({known}))",
+        f"net_currency IS NULL OR NOT (net_currency = ANY({known}))",
+        f"scale(gross) > {exponent_of.format('currency')}",
+        f"greatest(scale(fee), scale(net)) > {exponent_of.format('net_currency')}",
+        f"greatest(length(provider_reference), length(payment_reference), "
+        f"length(merchant_reference), length(batch)) > {_REFERENCE_LENGTH}",
+    ]
+    return " OR ".join(f"({c})" for c in checks)
 
 
 def _copy_raw(stream, width: int, progress: Progress, line_count: int) -> None:
@@ -452,13 +452,16 @@ def _insert_lines(report: SettlementImport, columns: Columns, layout: Layout) ->
         "net, currency, net_currency, booked_at, batch, line_hash) "
         # A suspicious line stops the statement (division by zero, a DataError like a failed
         # cast) instead of costing every file a second pass over its lines.
-        "SELECT %s, %s, CASE WHEN suspicious THEN line_no / 0 ELSE line_no END, record_type, "
+        f"SELECT %s, %s, CASE WHEN raw_suspicious OR {_suspicious_normalized()} "
+        "THEN line_no / 0 ELSE line_no END, record_type, "
         "left(coalesce(provider_type, ''), 64), "
         "provider_reference, payment_reference, merchant_reference, gross, fee, net, currency, "
         f"net_currency, booked_at, batch, {fingerprint} "
         f"FROM (SELECT line_no, {selected}, "
-        f"({_suspicious(columns, layout, report.provider_code)}) AS suspicious "
-        f"FROM {RAW_TABLE}) normalized "
+        f"({_suspicious_raw(columns, layout, report.provider_code)}) AS raw_suspicious "
+        # OFFSET 0 keeps the subquery whole: flattened, each normalized expression would be
+        # evaluated again for every reference to it above.
+        f"FROM {RAW_TABLE} OFFSET 0) normalized "
         "ON CONFLICT (provider_code, line_hash) DO NOTHING"
     )
     with connection.cursor() as cursor, transaction.atomic():
