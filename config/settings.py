@@ -265,20 +265,27 @@ PAYMENTS_FOUR_EYES_THRESHOLDS = env.json(
 )
 PAYMENTS_STUCK_AFTER_SECONDS = env.int("PAYMENTS_STUCK_AFTER_SECONDS", default=300)
 PAYMENTS_WEBHOOK_SWEEP_AFTER_SECONDS = env.int("PAYMENTS_WEBHOOK_SWEEP_AFTER_SECONDS", default=60)
-# Signs our notifications to the casino. Falls back to a key derived from SECRET_KEY so the
-# demo works; production sets its own and shares it with the casino.
-PAYMENTS_CALLBACK_SECRET = env.str("PAYMENTS_CALLBACK_SECRET", default="") or (
-    "derived:" + __import__("hashlib").sha256(f"callback:{SECRET_KEY}".encode()).hexdigest()
+# Signs our notifications to the casino. Empty: a key derived from SECRET_KEY (the demo);
+# production sets its own and shares it with the casino.
+PAYMENTS_CALLBACK_SECRET = env.str("PAYMENTS_CALLBACK_SECRET", default="")
+PAYMENTS_NOTIFICATION_TIMEOUT_SECONDS = env.float(
+    "PAYMENTS_NOTIFICATION_TIMEOUT_SECONDS", default=5.0
 )
-PAYMENTS_NOTIFICATION_TIMEOUT_SECONDS = env.float("PAYMENTS_NOTIFICATION_TIMEOUT_SECONDS", default=5.0)
 PAYMENTS_NOTIFICATION_BACKOFF_SECONDS = env.list(
     "PAYMENTS_NOTIFICATION_BACKOFF_SECONDS", cast=int, default=[60, 300, 1800, 7200, 21600, 86400]
 )
 # Sandbox scenario timings (magic amounts, see docs/payments.md).
-PAYMENTS_SANDBOX_WEBHOOK_DELAY_SECONDS = env.float("PAYMENTS_SANDBOX_WEBHOOK_DELAY_SECONDS", default=5.0)
+PAYMENTS_SANDBOX_WEBHOOK_DELAY_SECONDS = env.float(
+    "PAYMENTS_SANDBOX_WEBHOOK_DELAY_SECONDS", default=5.0
+)
 PAYMENTS_SANDBOX_TIMEOUT_SLEEP_SECONDS = env.float(
     "PAYMENTS_SANDBOX_TIMEOUT_SLEEP_SECONDS", default=PAYMENTS_PROVIDER_TIMEOUT_SECONDS + 2
 )
+# Payments tasks may run on their own workers (`celery worker -Q <queue>`) so webhooks never
+# wait behind batch jobs; empty keeps them on the default queue.
+PAYMENTS_TASK_QUEUE = env.str("PAYMENTS_TASK_QUEUE", default="")
+if PAYMENTS_TASK_QUEUE:
+    CELERY_TASK_ROUTES = {"payments.*": {"queue": PAYMENTS_TASK_QUEUE}}
 
 # --- reconciliation ------------------------------------------------------------------------
 

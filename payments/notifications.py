@@ -15,6 +15,7 @@ import httpx
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from .models import Notification, NotificationAttempt
 from .providers.base import hmac_sha256
@@ -23,7 +24,9 @@ SIGNATURE_HEADER = "Casino-Signature"
 
 
 def callback_secret() -> str:
-    return settings.PAYMENTS_CALLBACK_SECRET
+    if settings.PAYMENTS_CALLBACK_SECRET:
+        return settings.PAYMENTS_CALLBACK_SECRET
+    return salted_hmac("payments.callback-secret", "v1").hexdigest()
 
 
 def sign(body: bytes, timestamp: int) -> str:

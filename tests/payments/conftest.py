@@ -8,6 +8,7 @@ only sees committed rows.
 """
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,9 @@ from django.db import connection
 from payments import services
 
 ROOT = Path(__file__).resolve().parents[2]
+# Payments tasks go to their own queue during tests, so the worker started here never runs
+# other apps' tasks (their tests expect no worker on the default queue).
+TEST_QUEUE = "payments-tests"
 
 # Short enough for tests, identical in the worker (passed through its environment).
 TEST_SETTINGS = {
@@ -51,6 +55,7 @@ def start_worker(live_url: str, *, queue: str, log_name: str) -> subprocess.Pope
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "CELERY_TASK_ALWAYS_EAGER": "false",
         "PAYMENTS_PUBLIC_BASE_URL": live_url,
+        "PAYMENTS_TASK_QUEUE": TEST_QUEUE,
         **{name: str(value) for name, value in TEST_SETTINGS.items()},
     }
     log = open(Path(tempfile.gettempdir()) / log_name, "w")  # noqa: SIM115 (lives with the worker)
@@ -94,15 +99,19 @@ def wait_until_ready(process: subprocess.Popen, name: str, timeout: float = 30):
 def celery_worker(django_db_setup, live_server):
     if not settings.CELERY_BROKER_URL:
         pytest.fail("These tests need CELERY_BROKER_URL (a real Redis broker).")
-    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
-    settings.PAYMENTS_PUBLIC_BASE_URL = live_server.url
-    import socket
+    from config.celery import app
 
-    process = start_worker(live_server.url, queue="casino", log_name="payments-test-worker.log")
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    broker.delete(TEST_QUEUE, "doomed")  # leftovers of an earlier, interrupted run
+    settings.PAYMENTS_PUBLIC_BASE_URL = live_server.url
+    previous_routes = app.conf.task_routes
+    app.conf.task_routes = {"payments.*": {"queue": TEST_QUEUE}}
+    process = start_worker(live_server.url, queue=TEST_QUEUE, log_name="payments-test-worker.log")
     try:
-        wait_until_ready(process, f"casino@{socket.gethostname()}")
+        wait_until_ready(process, f"{TEST_QUEUE}@{socket.gethostname()}")
         yield process
     finally:
+        app.conf.task_routes = previous_routes
         process.terminate()
         process.wait(timeout=20)
 

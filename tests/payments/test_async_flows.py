@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from payments import services
 from payments.models import Deposit, Notification, WebhookEvent, Withdrawal
+from payments.notifications import callback_secret
 from payments.sandbox.dialects import OpenBanking
 from payments.sandbox.models import SandboxPayment
 from payments.tasks import process_webhook, sweep_webhooks
@@ -304,7 +305,7 @@ def _verify(headers: dict, body: bytes, secret: str) -> bool:
     return hmac.compare_digest(expected, parts["v1"]) and abs(time.time() - int(parts["t"])) < 300
 
 
-def test_final_state_is_notified_to_the_casino_signed(sandbox, casino, settings):
+def test_final_state_is_notified_to_the_casino_signed(sandbox, casino):
     player = make_player()
     response = player_client(player).post(
         "/api/v1/deposits",
@@ -315,8 +316,8 @@ def test_final_state_is_notified_to_the_casino_signed(sandbox, casino, settings)
     reference = response.json()["reference"]
     wait_for(lambda: casino.received, what="the notification")
     headers, body = casino.received[0]
-    assert _verify(headers, body, settings.PAYMENTS_CALLBACK_SECRET)
-    assert not _verify(headers, body.replace(b"20.01", b"99.01"), settings.PAYMENTS_CALLBACK_SECRET)
+    assert _verify(headers, body, callback_secret())
+    assert not _verify(headers, body.replace(b"20.01", b"99.01"), callback_secret())
     payload = json.loads(body)
     assert (payload["reference"], payload["status"], payload["amount"]) == (
         reference,
