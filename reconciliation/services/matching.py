@@ -159,6 +159,7 @@ def _match(run: ReconciliationRun, as_of: datetime, progress: Progress) -> dict:
     progress.update(force=True, rows_processed=paired, phase="pass 2: amount and date")
     _pair_on_amount_and_date()
     chargebacks = _book_unseen_chargebacks()
+    _exec("ANALYZE recon_pairs")
     paired = _fetch("SELECT count(*) FROM recon_pairs")[0][0]
 
     progress.update(force=True, rows_processed=paired, phase="classifying")
