@@ -784,7 +784,9 @@ def raise_alert(
         except IntegrityError:
             return None
         if entry_ids:
-            alert.entries.set(list(entry_ids))
+            Alert.entries.through.objects.bulk_create(
+                [Alert.entries.through(alert=alert, journalentry_id=e) for e in set(entry_ids)]
+            )
         case = _open_case(player)
         alert.case = case
         alert.save(update_fields=["case"])
