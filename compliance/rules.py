@@ -14,6 +14,8 @@ from decimal import Decimal, InvalidOperation
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from wallets.errors import UnknownCurrency
+
 DEPOSIT = "deposit"
 WITHDRAWAL = "withdrawal_hold"  # the player asked to withdraw: the moment that matters for AML
 WITHDRAWAL_PAID = "withdrawal_settle"
@@ -26,7 +28,11 @@ WIN = "win"
 def to_eur(amount: Decimal, currency: str) -> Decimal:
     rate = settings.COMPLIANCE_EUR_RATES.get(currency)
     if rate is None:
-        raise ValidationError(f"No EUR reference rate for {currency}.")
+        # Fail closed: without a rate no threshold can be checked.
+        raise UnknownCurrency(
+            f"No compliance reference rate for {currency} (COMPLIANCE_EUR_RATES).",
+            currency=currency,
+        )
     return amount * Decimal(str(rate))
 
 

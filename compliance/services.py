@@ -166,7 +166,7 @@ def active_self_exclusion(player: Player, now=None) -> SelfExclusion | None:
     return (
         SelfExclusion.objects.filter(player=player, starts_at__lte=now)
         .filter(Q(ends_at__isnull=True) | Q(ends_at__gt=now))
-        .order_by("-kind")  # "timeout" < "self_exclusion" reversed: self-exclusion first
+        .order_by("kind")  # "self_exclusion" sorts before "timeout": the stronger one first
         .first()
     )
 
@@ -270,6 +270,7 @@ def _age_check(player, verdict: _Verdict, *, refuse: bool):
         target.append("under_age")
 
 
+@transaction.atomic
 def assess_deposit(
     *, player, amount: Decimal, currency: str, method: str, ip: str | None = None
 ) -> Decision:
@@ -340,6 +341,7 @@ def _breached_limits(*, player, currency, amount, now) -> list[str]:
     return breached
 
 
+@transaction.atomic
 def assess_withdrawal(
     *, player, amount: Decimal, currency: str, method: str, ip: str | None = None
 ) -> Decision:
@@ -501,7 +503,16 @@ def submit_verification(*, player: Player, target_level: str, documents=()) -> V
             target_level=target_level,
             documents=[d[0] for d in documents],
         )
+        _fulfil_document_requests(player=player, uploaded={d[0] for d in documents})
     return request
+
+
+def _fulfil_document_requests(*, player: Player, uploaded: set[str]) -> None:
+    """An officer's request for documents is fulfilled once every type asked for arrived."""
+    for asked in DocumentRequest.objects.filter(player=player, fulfilled_at__isnull=True):
+        if set(asked.document_types) <= uploaded:
+            asked.fulfilled_at = timezone.now()
+            asked.save(update_fields=["fulfilled_at"])
 
 
 def _locked_request(request: VerificationRequest) -> VerificationRequest:
@@ -606,6 +617,7 @@ def resubmit_verification(*, request: VerificationRequest, documents=()) -> Veri
             player=request.player,
             subject=f"verification:{request.pk}",
         )
+        _fulfil_document_requests(player=request.player, uploaded={d[0] for d in documents})
     return request
 
 

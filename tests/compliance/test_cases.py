@@ -1,6 +1,7 @@
 from datetime import date
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from compliance import services
 from compliance.errors import InvalidTransition, NoteRequired, NotPermitted
@@ -128,7 +129,8 @@ def test_freeze_player_from_a_case_uses_the_wallet_freeze():
     assert player.status_changes.get().reason.startswith(f"Compliance case #{case.pk}")
 
 
-def test_request_documents_is_recorded_on_the_case():
+def test_requested_documents_are_recorded_and_fulfilled_by_the_upload(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
     case = open_case()
     request = services.request_documents(
         case=case, actor=officer(), document_types=["source_of_funds"], message="Payslips"
@@ -136,6 +138,13 @@ def test_request_documents_is_recorded_on_the_case():
     assert request.case == case and request.document_types == ["source_of_funds"]
     with pytest.raises(Exception, match="document types"):
         services.request_documents(case=case, actor=officer(), document_types=["selfie"])
+    services.submit_verification(
+        player=case.player,
+        target_level="enhanced",
+        documents=[("source_of_funds", SimpleUploadedFile("payslip.pdf", b"%PDF-1.4"), None)],
+    )
+    request.refresh_from_db()
+    assert request.fulfilled_at is not None
 
 
 def test_investigating_case_sends_withdrawals_to_review_with_a_neutral_reason():

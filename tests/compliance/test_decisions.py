@@ -187,3 +187,41 @@ def test_permanent_self_exclusion_never_ends():
     assert exclusion.ends_at is None
     far_future = timezone.now() + timedelta(days=365 * 50)
     assert services.active_self_exclusion(player, far_future) == exclusion
+
+
+def test_self_exclusion_is_reported_over_a_time_out_running_at_the_same_time():
+    player = make_player()
+    services.self_exclude(player=player, kind="timeout", days=7)
+    services.self_exclude(player=player, kind="self_exclusion", days=365)
+    services.self_exclude(player=player, kind="timeout", days=1)
+    assert assess_deposit(player).reasons == ["self_excluded"]
+
+
+def test_withdrawal_after_barely_playing_the_deposit_goes_to_review():
+    from tests.compliance.factories import bet
+
+    player = make_player()
+    deposit(player, "500.00")
+    bet(player, "40.00")
+    decision = assess_withdrawal(player, "400.00")
+    assert (decision.outcome, decision.reasons) == ("review", ["compliance_review"])
+    stored = PaymentDecision.objects.get(player=player, action="withdrawal")
+    assert "note:minimal_play" in stored.reasons
+
+
+def test_withdrawal_after_real_play_is_allowed():
+    from tests.compliance.factories import bet
+
+    player = make_player()
+    deposit(player, "500.00")
+    bet(player, "150.00")
+    assert assess_withdrawal(player, "300.00").is_allowed
+
+
+def test_currency_without_a_reference_rate_is_refused_and_nothing_is_stored(settings):
+    from wallets.errors import UnknownCurrency
+
+    settings.COMPLIANCE_EUR_RATES = {"EUR": "1"}
+    with pytest.raises(UnknownCurrency):
+        assess_deposit(make_player(), "10.00", "USD")
+    assert not PaymentDecision.objects.exists()
