@@ -2,7 +2,9 @@
 
 Shape of each action: lock the payment row, ask its state machine for the move, move the
 money through `wallets.services` and record a `PaymentTransition`, all in one transaction;
-Celery work is enqueued with `transaction.on_commit`. Calls to providers happen outside any
+Celery work is enqueued with `transaction.on_commit(robust=True)`: a broker outage after the
+commit is logged, not raised, because the sweeper, the janitor and the notification retry job
+find whatever was not enqueued. Calls to providers happen outside any
 transaction (a slow provider must not hold row locks); their answers are applied afterwards
 under the lock like any webhook, so an answer that arrives after a webhook never moves a
 payment backwards.
@@ -628,7 +630,7 @@ def _approve(withdrawal, *, source, actor=None, reason=""):
     from .tasks import start_payout
 
     pk = withdrawal.pk
-    transaction.on_commit(lambda: start_payout.delay(pk))
+    transaction.on_commit(lambda: start_payout.delay(pk), robust=True)
 
 
 def _locked_withdrawal(withdrawal: Withdrawal) -> Withdrawal:
@@ -807,7 +809,7 @@ def receive_webhook(*, provider_code: str, body: bytes, headers: dict) -> Webhoo
         if is_valid:
             from .tasks import process_webhook
 
-            transaction.on_commit(lambda: process_webhook.delay(event.pk))
+            transaction.on_commit(lambda: process_webhook.delay(event.pk), robust=True)
     return event
 
 
@@ -850,7 +852,18 @@ def process_webhook(*, event_id: int) -> WebhookEvent:
         changed = _apply_event(event, parsed)
         event.outcome = WebhookEvent.Outcome.APPLIED if changed else WebhookEvent.Outcome.NO_CHANGE
         event.processed_at = timezone.now()
-        event.save()
+        event.save(
+            update_fields=[
+                "attempts",
+                "event_type",
+                "payment_reference",
+                "deposit",
+                "withdrawal",
+                "outcome",
+                "last_error",
+                "processed_at",
+            ]
+        )
     return event
 
 
@@ -1003,7 +1016,7 @@ def _notify(subject, field: str) -> None:
     )
     from .tasks import deliver_notification
 
-    transaction.on_commit(lambda: deliver_notification.delay(notification.pk))
+    transaction.on_commit(lambda: deliver_notification.delay(notification.pk), robust=True)
 
 
 def _notify_deposit(deposit):
@@ -1024,7 +1037,7 @@ def resend_notification(*, notification: Notification, actor=None) -> Notificati
         locked.status = Notification.Status.PENDING
         locked.next_attempt_at = timezone.now()
         locked.save(update_fields=["status", "next_attempt_at"])
-        transaction.on_commit(lambda: deliver_notification.delay(locked.pk))
+        transaction.on_commit(lambda: deliver_notification.delay(locked.pk), robust=True)
     return locked
 
 

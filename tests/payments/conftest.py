@@ -95,6 +95,14 @@ def wait_until_ready(process: subprocess.Popen, name: str, timeout: float = 30):
     raise RuntimeError("celery worker did not come up")
 
 
+def _route_tasks(app, routes):
+    """Celery builds its router once, on the first task sent (maybe by another app's test):
+    set the routes and drop the cached router so the next send uses them."""
+    app.conf.task_routes = routes
+    app.amqp.flush_routes()
+    app.amqp.__dict__.pop("router", None)
+
+
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup, live_server):
     if not settings.CELERY_BROKER_URL:
@@ -105,13 +113,13 @@ def celery_worker(django_db_setup, live_server):
     broker.delete(TEST_QUEUE, "doomed")  # leftovers of an earlier, interrupted run
     settings.PAYMENTS_PUBLIC_BASE_URL = live_server.url
     previous_routes = app.conf.task_routes
-    app.conf.task_routes = {"payments.*": {"queue": TEST_QUEUE}}
+    _route_tasks(app, {"payments.*": {"queue": TEST_QUEUE}})
     process = start_worker(live_server.url, queue=TEST_QUEUE, log_name="payments-test-worker.log")
     try:
         wait_until_ready(process, f"{TEST_QUEUE}@{socket.gethostname()}")
         yield process
     finally:
-        app.conf.task_routes = previous_routes
+        _route_tasks(app, previous_routes)
         process.terminate()
         process.wait(timeout=20)
 
