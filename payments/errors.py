@@ -50,3 +50,10 @@ class InvalidInstrument(DomainError):
 
     code = "invalid_instrument"
     http_status = 400
+
+
+class RefundNotSupported(DomainError):
+    """This provider cannot send a payment back; pay the player with a withdrawal instead."""
+
+    code = "refund_not_supported"
+    http_status = 409

@@ -35,6 +35,7 @@ from .errors import (
     MethodUnavailable,
     NotStaff,
     PaymentRefused,
+    RefundNotSupported,
     RefundTooLarge,
 )
 from .models import (
@@ -333,7 +334,7 @@ def accept_held_deposit(*, deposit: Deposit, actor, reason: str) -> Deposit:
         raise MissingReason("Accepting a held deposit needs a reason.")
     with transaction.atomic():
         locked = Deposit.objects.select_for_update().get(pk=deposit.pk)
-        if not locked.is_held_for_review or locked.status != DS.PENDING:
+        if not locked.is_held_for_review or locked.status not in (DS.PENDING, DS.EXPIRED):
             raise InvalidTransition(f"Deposit {locked.reference} is not held for review.")
         locked.is_held_for_review = False
         # The review setting only guards the automatic path; the operator has decided.
@@ -373,6 +374,9 @@ def refund_deposit(*, deposit: Deposit, amount, actor, reason: str) -> Refund:
     withdrawn meanwhile); a refund the provider fails is reversed back to the player."""
     if not reason.strip():
         raise MissingReason("A refund needs a reason.")
+    adapter = providers.adapter_for(deposit.provider)
+    if not adapter.supports_refunds:
+        raise RefundNotSupported(f"{deposit.provider.name} payments are returned as withdrawals.")
     amount = ledger.validate_amount(amount, deposit.currency_id)
     with transaction.atomic():
         locked = Deposit.objects.select_for_update().get(pk=deposit.pk)
@@ -396,7 +400,6 @@ def refund_deposit(*, deposit: Deposit, amount, actor, reason: str) -> Refund:
         )
         _refund_entry(refund, direction=-1)
         _record(refund, "", source="admin", actor=actor, reason=reason)
-    adapter = providers.adapter_for(locked.provider)
     try:
         result = adapter.refund(refund=refund, notify_url=webhook_url(locked.provider))
     except ProviderTimeout:

@@ -13,8 +13,6 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from wallets.errors import DomainError
-
 from .base import (
     DEPOSIT,
     EXPIRED,
@@ -48,15 +46,11 @@ _INVOICE_EVENTS = {
 }
 
 
-class CryptoRefundNotSupported(DomainError):
-    """A crypto payment is returned with a withdrawal to an address the player gives."""
-
-    code = "refund_not_supported"
-    http_status = 409
-
-
 class CryptoAdapter(PaymentAdapter):
     kind = "crypto"
+    # A crypto payment cannot be pulled back to its sender: the player withdraws to an
+    # address of their choice instead.
+    supports_refunds = False
 
     def _headers(self) -> dict:
         return {"Authorization": f"token {self.api_key}"}
@@ -143,9 +137,6 @@ class CryptoAdapter(PaymentAdapter):
             },
         )
         return self._payout_result(self._json(response))
-
-    def refund(self, *, refund, notify_url):
-        raise CryptoRefundNotSupported()
 
     def fetch_payment_status(self, *, deposit):
         response = self._request(

@@ -453,3 +453,16 @@ def test_ewallet_chargeback_status_records_a_chargeback_once(providers):
     assert (chargeback.deposit, chargeback.amount) == (deposit, Decimal("25.00"))
     assert cash(player) == Decimal(0)
     assert selectors.ledger_problems() == []
+
+
+def test_a_crypto_deposit_cannot_be_refunded_and_nothing_is_written(providers):
+    player = make_player()
+    deposit = open_deposit(player, providers["crypto"], amount="0.01000000", currency="BTC")
+    services.apply_deposit_result(
+        deposit_id=deposit.pk, result=ProviderResult(status="succeeded"), source="webhook"
+    )
+    with pytest.raises(errors.RefundNotSupported):
+        services.refund_deposit(deposit=deposit, amount="0.005", actor=StaffFactory(), reason="x")
+    assert not deposit.refunds.exists()
+    assert cash(player, "BTC") == Decimal("0.01")
+    assert not JournalEntry.objects.filter(kind="refund").exists()
