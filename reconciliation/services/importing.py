@@ -174,7 +174,8 @@ def _header_and_line_count(stream) -> tuple[list[str], int]:
         last = chunk[-1:]
     if last != b"\n":
         lines += 1
-    return header, lines
+    # Progress counts report lines, not the header.
+    return header, max(lines - 1, 0)
 
 
 def _load(report: SettlementImport, layout: Layout, progress: Progress) -> tuple[int, int]:
@@ -223,7 +224,7 @@ def _load(report: SettlementImport, layout: Layout, progress: Progress) -> tuple
 
 def _suspicious_raw(columns: Columns, layout: Layout, provider_code: str) -> str:
     """The cheap test every line pays on its raw text, as one SQL condition (string
-    operations only; see `_SUSPICIOUS_NORMALIZED` for the rest). Malformed numbers and times
+    operations only; see `_suspicious_normalized` for the rest). Malformed numbers and times
     that slip through fail their cast in the insert; either way the full line-by-line check
     then runs."""
     suspicious = [f"{columns.raw(name)} IS NULL" for name in layout.non_blank if columns.has(name)]
