@@ -81,7 +81,15 @@ class ObjectActionsAdmin(admin.ModelAdmin):
     """
 
     object_actions: dict = {}
+    # The compliance permission each button needs (the service checks it again); buttons the
+    # user's role cannot use are not shown.
+    default_action_perm = "work_case"
+    action_perms: dict = {}
     change_form_template = "admin/compliance/change_form_actions.html"
+
+    def _may(self, request, action: str) -> bool:
+        perm = self.action_perms.get(action, self.default_action_perm)
+        return request.user.has_perm(f"compliance.{perm}")
 
     def get_urls(self):
         info = self.model._meta.app_label, self.model._meta.model_name
@@ -103,6 +111,8 @@ class ObjectActionsAdmin(admin.ModelAdmin):
         buttons = []
         if obj is not None:
             for name in self.available_actions(obj):
+                if not self._may(request, name):
+                    continue
                 url = reverse("admin:{}_{}_act".format(*info), args=[obj.pk, name])
                 buttons.append((url, self.object_actions[name][0]))
         extra_context = {**(extra_context or {}), "object_action_buttons": buttons}
@@ -315,6 +325,8 @@ class CaseAdmin(NoAddDeleteMixin, ObjectActionsAdmin):
         ),
     }
 
+    action_perms = {"close": "close_case", "sar": "file_sar"}
+
     def available_actions(self, case):
         if case.status == Case.Status.CLOSED:
             return []
@@ -367,6 +379,8 @@ class AlertAdmin(NoAddDeleteMixin, ObjectActionsAdmin):
             ),
         ),
     }
+
+    default_action_perm = "resolve_alert"
 
     def available_actions(self, alert):
         return list(self.object_actions) if alert.status == Alert.Status.OPEN else []
@@ -454,6 +468,8 @@ class VerificationRequestAdmin(NoAddDeleteMixin, ObjectActionsAdmin):
         "request_resubmission": ("Request resubmission", NoteForm, _review("request_resubmission")),
     }
 
+    default_action_perm = "review_verification"
+
     def available_actions(self, request_):
         if request_.status == VerificationRequest.Status.SUBMITTED:
             return ["start_review"]
@@ -489,6 +505,7 @@ class KycProfileAdmin(NoAddDeleteMixin, ObjectActionsAdmin):
             return "—"
         return f"{assessment.level} ({assessment.score}): {', '.join(assessment.reasons)}"
 
+    action_perms = {"set_level": "change_kyc_level"}
     object_actions = {
         "set_level": (
             "Set KYC level",

@@ -38,8 +38,10 @@ def test_officer_works_the_queue_and_closes_a_case_from_the_admin(client):
 def test_operator_sees_the_case_but_the_close_button_does_not_close_it(client):
     client.force_login(operator())
     case = open_case()
-    assert client.get(reverse("admin:compliance_case_change", args=[case.pk])).status_code == 200
-    close = reverse("admin:compliance_case_act", args=[case.pk, "close"])
+    page = client.get(reverse("admin:compliance_case_change", args=[case.pk]))
+    assert page.status_code == 200
+    assert b"Close case" not in page.content  # not offered to the role...
+    close = reverse("admin:compliance_case_act", args=[case.pk, "close"])  # ...and refused
     response = client.post(close, {"outcome": "false_positive", "note": "x"})
     assert response.status_code == 200
     assert b"does not allow" in response.content
