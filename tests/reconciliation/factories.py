@@ -13,16 +13,22 @@ from django.contrib.auth import get_user_model
 
 from payments import services as payments
 from payments.models import PaymentMethod, PaymentProvider, PayoutInstrument
-from payments.providers.base import FAILED, PENDING, SUCCEEDED, ProviderResult
+from payments.providers.base import (
+    FAILED,
+    PENDING,
+    SUCCEEDED,
+    PaymentAdapter,
+    ProviderResult,
+)
 from tests.compliance.factories import make_player
 from wallets.models import Currency
 
 
-class StubAdapter:
-    """Accepts every request as pending and names it `psp-<our reference>`."""
+class StubAdapter(PaymentAdapter):
+    """Accepts every request as pending and names it `psp-<our reference>`; everything else
+    is payments' own adapter base."""
 
-    def __init__(self, provider):
-        self.provider = provider
+    supports_refunds = True
 
     def start_payment(self, *, deposit, notify_url, return_url):
         return ProviderResult(status=PENDING, provider_reference=f"psp-{deposit.reference}")
