@@ -53,6 +53,12 @@ class PaymentProvider(models.Model):
     def __str__(self):
         return self.name
 
+    @property
+    def supports_refunds(self) -> bool:
+        # A crypto payment cannot be pulled back to its sender: the player withdraws to an
+        # address of their choice instead.
+        return self.kind != self.Kind.CRYPTO
+
 
 class PaymentMethod(models.Model):
     """What the player picks in the cashier ("card", "sepa_instant", "btc"); one provider

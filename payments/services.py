@@ -374,8 +374,7 @@ def refund_deposit(*, deposit: Deposit, amount, actor, reason: str) -> Refund:
     withdrawn meanwhile); a refund the provider fails is reversed back to the player."""
     if not reason.strip():
         raise MissingReason("A refund needs a reason.")
-    adapter = providers.adapter_for(deposit.provider)
-    if not adapter.supports_refunds:
+    if not deposit.provider.supports_refunds:
         raise RefundNotSupported(f"{deposit.provider.name} payments are returned as withdrawals.")
     amount = ledger.validate_amount(amount, deposit.currency_id)
     with transaction.atomic():
@@ -400,6 +399,7 @@ def refund_deposit(*, deposit: Deposit, amount, actor, reason: str) -> Refund:
         )
         _refund_entry(refund, direction=-1)
         _record(refund, "", source="admin", actor=actor, reason=reason)
+    adapter = providers.adapter_for(locked.provider)
     try:
         result = adapter.refund(refund=refund, notify_url=webhook_url(locked.provider))
     except ProviderTimeout:

@@ -95,7 +95,6 @@ class PaymentAdapter:
     # Provider decline code → soft or hard. Unknown codes are hard: retrying a decline we do
     # not understand risks duplicate charges and issuer penalties.
     soft_declines: frozenset[str] = frozenset()
-    supports_refunds: bool = True
 
     def __init__(self, provider):
         self.provider = provider

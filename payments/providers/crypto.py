@@ -47,10 +47,9 @@ _INVOICE_EVENTS = {
 
 
 class CryptoAdapter(PaymentAdapter):
+    """No `refund`: `PaymentProvider.supports_refunds` is false for crypto."""
+
     kind = "crypto"
-    # A crypto payment cannot be pulled back to its sender: the player withdraws to an
-    # address of their choice instead.
-    supports_refunds = False
 
     def _headers(self) -> dict:
         return {"Authorization": f"token {self.api_key}"}
