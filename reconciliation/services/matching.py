@@ -128,10 +128,11 @@ def _fetch(sql: str, params=None) -> list[tuple]:
 
 
 def _providers_in_scope(run: ReconciliationRun) -> list[str]:
-    lines = SettlementLine.objects.all()
     if run.provider_code:
-        lines = lines.filter(provider_code=run.provider_code)
-    return sorted(set(lines.values_list("provider_code", flat=True).distinct()))
+        # An index probe, not a scan of every line.
+        exists = SettlementLine.objects.filter(provider_code=run.provider_code).exists()
+        return [run.provider_code] if exists else []
+    return sorted(set(SettlementLine.objects.values_list("provider_code", flat=True).distinct()))
 
 
 def _match(run: ReconciliationRun, as_of: datetime, progress: Progress) -> dict:

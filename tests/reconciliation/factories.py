@@ -28,8 +28,6 @@ class StubAdapter(PaymentAdapter):
     """Accepts every request as pending and names it `psp-<our reference>`; everything else
     is payments' own adapter base."""
 
-    supports_refunds = True
-
     def start_payment(self, *, deposit, notify_url, return_url):
         return ProviderResult(status=PENDING, provider_reference=f"psp-{deposit.reference}")
 
