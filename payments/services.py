@@ -936,13 +936,19 @@ def unprocessed_webhook_ids(*, older_than: timedelta, limit: int = 1000) -> list
 
 
 def poll_stuck_payments(*, stuck_after: timedelta) -> dict[str, int]:
-    """Ask providers about deposits and payouts open longer than `stuck_after`, apply what
-    they say, and expire deposits past their expiry that the provider has nothing final on.
-    Approved withdrawals whose payout task was lost are sent again."""
+    """Ask providers about deposits, payouts and refunds open longer than `stuck_after`, apply
+    what they say, and expire deposits past their expiry that the provider has nothing final
+    on. Approved withdrawals whose payout task was lost are sent again."""
     from .tasks import start_payout as start_payout_task
 
     cutoff = timezone.now() - stuck_after
-    counts = {"deposits_polled": 0, "deposits_expired": 0, "payouts_polled": 0, "payouts_sent": 0}
+    counts = {
+        "deposits_polled": 0,
+        "deposits_expired": 0,
+        "payouts_polled": 0,
+        "payouts_sent": 0,
+        "refunds_polled": 0,
+    }
     stuck = Deposit.objects.filter(
         status__in=[DS.CREATED, DS.PENDING], updated_at__lte=cutoff, is_held_for_review=False
     ).select_related("provider")
@@ -977,6 +983,18 @@ def poll_stuck_payments(*, stuck_after: timedelta) -> dict[str, int]:
         counts["payouts_polled"] += 1
         if result is not None:
             apply_withdrawal_result(withdrawal_id=withdrawal.pk, result=result, source="janitor")
+    refunds = Refund.objects.filter(
+        status=Refund.Status.PENDING, created_at__lte=cutoff
+    ).select_related("deposit__provider")
+    for refund in refunds[:500]:
+        adapter = providers.adapter_for(refund.deposit.provider)
+        try:
+            result = adapter.fetch_refund_status(refund=refund)
+        except (ProviderTimeout, ProviderUnavailable):
+            continue
+        counts["refunds_polled"] += 1
+        if result is not None:
+            apply_refund_result(refund_id=refund.pk, result=result, source="janitor")
     return counts
 
 

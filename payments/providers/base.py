@@ -119,6 +119,9 @@ class PaymentAdapter:
     def fetch_payout_status(self, *, withdrawal) -> ProviderResult | None:
         raise NotImplementedError
 
+    def fetch_refund_status(self, *, refund) -> ProviderResult | None:
+        raise NotImplementedError
+
     # --- webhooks ----------------------------------------------------------------------------
 
     def verify_webhook(self, *, body: bytes, headers: dict) -> None:

@@ -125,6 +125,9 @@ class CardAdapter(PaymentAdapter):
     def fetch_payout_status(self, *, withdrawal):
         return self._find("v1/payouts", withdrawal.reference)
 
+    def fetch_refund_status(self, *, refund):
+        return self._find("v1/refunds", refund.reference)
+
     def verify_webhook(self, *, body, headers):
         header = headers.get(SIGNATURE_HEADER, "")
         parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)

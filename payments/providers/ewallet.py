@@ -137,6 +137,9 @@ class EwalletAdapter(PaymentAdapter):
     def fetch_payout_status(self, *, withdrawal):
         return self._query("payout", withdrawal.reference)
 
+    def fetch_refund_status(self, *, refund):
+        return self._query("refund", refund.reference)
+
     def verify_webhook(self, *, body, headers):
         fields = _form(body)
         received = fields.get("sha256sig", "")

@@ -162,6 +162,9 @@ class OpenBankingAdapter(PaymentAdapter):
     def fetch_payout_status(self, *, withdrawal):
         return self._find("v1/payouts", withdrawal.reference)
 
+    def fetch_refund_status(self, *, refund):
+        return self._find("v1/refunds", refund.reference)
+
     def verify_webhook(self, *, body, headers):
         try:
             timestamp = int(headers.get("ob-timestamp", ""))

@@ -164,6 +164,30 @@ def test_card_refund_goes_through_the_provider_and_marks_the_deposit(sandbox):
     assert selectors.ledger_problems() == []
 
 
+def test_a_refund_that_timed_out_is_finished_by_the_janitor(sandbox):
+    from django.contrib.auth import get_user_model
+
+    player = make_player()
+    response = player_client(player).post(
+        "/api/v1/deposits",
+        {"method": "card", "amount": "50.01", "currency": "EUR"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key(),
+    )
+    deposit = Deposit.objects.get(reference=response.json()["reference"])
+    operator = get_user_model().objects.create(username="finance", is_staff=True)
+    refund = services.refund_deposit(deposit=deposit, amount="10.07", actor=operator, reason="x")
+    assert refund.status == "pending"
+    assert cash(player) == Decimal("39.94")  # held back from play while the refund is open
+
+    assert services.poll_stuck_payments(stuck_after=timedelta(0))["refunds_polled"] == 1
+    refund.refresh_from_db()
+    deposit.refresh_from_db()
+    assert (refund.status, deposit.status) == ("succeeded", "partially_refunded")
+    assert cash(player) == Decimal("39.94")
+    assert selectors.ledger_problems() == []
+
+
 # --- the sweeper, a lost enqueue and a killed worker --------------------------------------------
 
 
