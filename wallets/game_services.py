@@ -505,7 +505,13 @@ def place_bet(
                     f"The active bonus allows bets up to {max_bet} {currency}.",
                     max_bet=str(max_bet),
                 )
-            _ask_compliance(player=wallet.player, currency=currency, amount=amount, **lookup)
+            _ask_compliance(
+                player=wallet.player,
+                currency=currency,
+                amount=amount,
+                provider=provider,
+                transaction_id=transaction_id,
+            )
             spendable_bonus = wallet.bonus.balance if bonus is not None else Decimal(0)
             if wallet.cash.balance + spendable_bonus < amount:
                 playable = services.quantize_money(wallet.cash.balance + spendable_bonus, currency)
@@ -549,7 +555,7 @@ def place_bet(
         return _settle_race(exc, **lookup)
 
 
-def _ask_compliance(*, player, currency, amount, provider, transaction_id, **_) -> None:
+def _ask_compliance(*, player, currency, amount, provider, transaction_id) -> None:
     """Higher apps (compliance) veto bets through the signal; any refusal is `player_blocked`
     to the provider, with the refusing rule's own code in `details.refused_by`."""
     try:
