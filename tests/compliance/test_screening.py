@@ -21,6 +21,7 @@ def sdn_list(django_db_setup, django_db_blocker):
         SanctionsName.objects.all().delete()
         SanctionsEntity.objects.all().delete()
         SanctionsImport.objects.all().delete()
+    screening._Index.invalidate()
 
 
 def listed_ids(name, **qualifiers) -> list[str]:
