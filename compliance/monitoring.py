@@ -177,11 +177,28 @@ def evaluate_players(player_ids, *, now=None) -> list[Alert]:
 
 
 def _raise_hits(activities, players, active_rules, now, raised: list) -> None:
+    # What these players were already alerted for: a re-run (the daily batch, a sweep after
+    # the per-entry task) finds mostly known hits, and skipping them here saves a round trip
+    # each. `raise_alert` still refuses duplicates itself, so a race costs nothing.
+    known: set[tuple[int, int, str]] = set()
+    latest: dict[tuple[int, int], object] = {}
+    for rule_id, player_id, key, created_at in Alert.objects.filter(
+        player_id__in=list(players)
+    ).values_list("rule_id", "player_id", "dedup_key", "created_at"):
+        known.add((rule_id, player_id, key))
+        previous = latest.get((rule_id, player_id))
+        if previous is None or created_at > previous:
+            latest[(rule_id, player_id)] = created_at
     for pid, activity in activities.items():
         if not activity.movements:
             continue
         for rule, params in active_rules:
             for hit in rules.CHECKS[rule.kind](params, activity, now):
+                if (rule.pk, pid, hit.dedup_key[:200]) in known:
+                    continue
+                last = latest.get((rule.pk, pid))
+                if hit.window is not None and last is not None and last >= now - hit.window:
+                    continue
                 alert = raise_alert(
                     rule=rule,
                     player=players[pid],
@@ -192,6 +209,8 @@ def _raise_hits(activities, players, active_rules, now, raised: list) -> None:
                 )
                 if alert is not None:
                     raised.append(alert)
+                    known.add((rule.pk, pid, alert.dedup_key))
+                    latest[(rule.pk, pid)] = alert.created_at
 
 
 def players_of_entries(entry_ids) -> list[int]:
