@@ -109,7 +109,13 @@ ADYEN_TYPES = {
     "PaymentCost": RT.FEE,
     "MerchantPayout": RT.MERCHANT_PAYOUT,
 }
-_FEE_TYPES = (RT.FEE,)
+
+
+def types_of(mapping: dict[str, str], *record_types: str) -> str:
+    """The provider's type names (lower case, as SQL literals) that map to `record_types`."""
+    return ", ".join(
+        sql_literal(name.lower()) for name, target in mapping.items() if target in record_types
+    )
 
 
 def _adyen(c: Columns) -> dict[str, str]:
@@ -122,8 +128,12 @@ def _adyen(c: Columns) -> dict[str, str]:
         f"({c.amount('Commission (NC)')} + {c.amount('Markup (NC)')} + "
         f"{c.amount('Scheme Fees (NC)')} + {c.amount('Interchange (NC)')})"
     )
-    is_fee = f"{record_type} IN ({', '.join(sql_literal(t) for t in _FEE_TYPES)})"
-    is_payout = f"{record_type} = {sql_literal(RT.MERCHANT_PAYOUT)}"
+    # Tested on the raw type, not on `record_type`: each use of that CASE would evaluate it
+    # again, on every line.
+    provider_type = f"lower({c.raw('Type')})"
+    is_fee = f"{provider_type} IN ({types_of(ADYEN_TYPES, RT.FEE)})"
+    is_payout = f"{provider_type} IN ({types_of(ADYEN_TYPES, RT.MERCHANT_PAYOUT)})"
+    is_own_reference = f"{provider_type} IN ({types_of(ADYEN_TYPES, RT.PAYMENT, RT.PLAYER_PAYOUT)})"
     psp = c.raw("Psp Reference")
     modification = c.raw("Modification Reference")
     gross_currency = c.raw("Gross Currency")
@@ -136,8 +146,7 @@ def _adyen(c: Columns) -> dict[str, str]:
         # reference is the modification reference. Payments and payouts to players are
         # known by their own PSP reference.
         "provider_reference": (
-            f"coalesce(CASE WHEN {record_type} IN ({sql_literal(RT.PAYMENT)}, "
-            f"{sql_literal(RT.PLAYER_PAYOUT)}) THEN {psp} END, {modification}, {psp}, '')"
+            f"coalesce(CASE WHEN {is_own_reference} THEN {psp} END, {modification}, {psp}, '')"
         ),
         "payment_reference": f"coalesce({psp}, '')",
         "merchant_reference": f"coalesce({c.raw('Merchant Reference')}, '')",
@@ -200,7 +209,9 @@ STRIPE_CATEGORIES = {
 
 def _stripe(c: Columns) -> dict[str, str]:
     record_type = case_map(c.raw("reporting_category"), STRIPE_CATEGORIES, RT.OTHER)
-    is_fee = f"{record_type} = {sql_literal(RT.FEE)}"
+    category = f"lower({c.raw('reporting_category')})"
+    is_fee = f"{category} IN ({types_of(STRIPE_CATEGORIES, RT.FEE)})"
+    is_payment = f"{category} IN ({types_of(STRIPE_CATEGORIES, RT.PAYMENT)})"
     gross, fee, net = c.amount("gross"), c.amount("fee"), c.amount("net")
     payment_intent = c.raw("payment_intent_id")
     source = c.raw("source_id")
@@ -210,8 +221,8 @@ def _stripe(c: Columns) -> dict[str, str]:
         "record_type": record_type,
         # Our deposits know the payment intent; refunds and disputes are their own objects.
         "provider_reference": (
-            f"coalesce(CASE WHEN {record_type} = {sql_literal(RT.PAYMENT)} "
-            f"THEN {payment_intent} END, {source}, {c.raw('balance_transaction_id')}, '')"
+            f"coalesce(CASE WHEN {is_payment} THEN {payment_intent} END, {source}, "
+            f"{c.raw('balance_transaction_id')}, '')"
         ),
         "payment_reference": f"coalesce({payment_intent}, {c.first('charge_id')}, '')",
         "merchant_reference": f"coalesce({c.first('payment_metadata[reference]')}, '')",
