@@ -146,6 +146,8 @@ def _match(run: ReconciliationRun, as_of: datetime, progress: Progress) -> dict:
     # tables below get statistics from a small sample (the planner needs sizes, not detail).
     _exec("SET LOCAL work_mem = '256MB'")
     _exec("SET LOCAL default_statistics_target = 10")
+    # A report loaded a moment ago is not in the statistics yet (autovacuum analyzes later).
+    _exec(f"ANALYZE {LINE}")
     create_policy_table(codes)
 
     progress.update(force=True, phase="collecting lines")
@@ -160,11 +162,15 @@ def _match(run: ReconciliationRun, as_of: datetime, progress: Progress) -> dict:
     progress.update(force=True, rows_processed=paired, phase="pass 2: amount and date")
     _pair_on_amount_and_date()
     chargebacks = _book_unseen_chargebacks()
+    _mark_duplicates()
     _exec("ANALYZE recon_pairs")
     paired = _fetch("SELECT count(*) FROM recon_pairs")[0][0]
 
     progress.update(force=True, rows_processed=paired, phase="classifying")
     _classify(run, as_of)
+    # The break queries below join the rows just written; statistics from before them (an
+    # empty table, say) would make the planner loop over them.
+    _exec(f"ANALYZE {MATCH}")
     progress.update(force=True, rows_processed=total, phase="breaks")
     pending_internal = _record_breaks(run, as_of)
     summary = _summary(run, codes, total, pending_internal, chargebacks)
@@ -338,6 +344,18 @@ def _pair_on_amount_and_date() -> None:
     _exec("DROP TABLE recon_tx_left")
 
 
+def _mark_duplicates() -> None:
+    """Lines after the first paired with the same transaction: the provider reported it
+    again. Numbered on the narrow pairs table, so classification needs no window over the
+    lines."""
+    _exec("ALTER TABLE recon_pairs ADD COLUMN is_repeat boolean NOT NULL DEFAULT false")
+    _exec(
+        "UPDATE recon_pairs p SET is_repeat = true FROM ("
+        "SELECT line_id, row_number() OVER (PARTITION BY kind, tx_id ORDER BY line_id) AS n "
+        "FROM recon_pairs) numbered WHERE numbered.n > 1 AND numbered.line_id = p.line_id"
+    )
+
+
 def _book_unseen_chargebacks() -> int:
     """A chargeback line with no chargeback of ours, whose payment we know: book it through
     payments (idempotent by the provider's reference) and pair the line with it."""
@@ -396,8 +414,7 @@ def _classify(run: ReconciliationRun, as_of: datetime) -> None:
         "CASE "
         # A line pairing with a transaction an earlier line (or an earlier line of this
         # run) already took: the provider reported it twice.
-        "WHEN p.tx_id IS NOT NULL AND (t.is_taken OR row_number() OVER "
-        "(PARTITION BY p.kind, p.tx_id ORDER BY l.id) > 1) "
+        "WHEN p.tx_id IS NOT NULL AND (t.is_taken OR p.is_repeat) "
         f"THEN '{BreakType.DUPLICATE}' "
         "WHEN p.tx_id IS NOT NULL AND (t.currency <> l.currency OR l.net_currency <> l.currency) "
         f"THEN '{BreakType.CURRENCY_MISMATCH}' "
