@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from wallets.api import ERRORS, player_in_scope
 from wallets.auth import PlayerPrincipal
 from wallets.models import Currency
+from wallets.services import quantize_money
 
 from . import services
 from .models import DepositLimit, DocumentRequest, KycDocument, SelfExclusion
@@ -30,7 +31,7 @@ def _acting_for(request, external_id: str, perm: str):
 
 
 def _money(value, currency):
-    return None if value is None else str(services.wallet_services.quantize_money(value, currency))
+    return None if value is None else str(quantize_money(value, currency))
 
 
 class DepositLimitSerializer(serializers.Serializer):
