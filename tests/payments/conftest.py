@@ -124,7 +124,43 @@ def celery_worker(django_db_setup, live_server):
         process.wait(timeout=20)
 
 
+def _worker_is_idle(app, broker, name) -> bool:
+    if broker.llen(TEST_QUEUE):
+        return False
+    inspect = app.control.inspect(destination=[name], timeout=1, limit=1)
+    for tasks in (inspect.active() or {}, inspect.reserved() or {}):
+        if any(tasks.values()):
+            return False
+    # Tasks waiting on a countdown of a few seconds (delayed webhooks) still belong to the
+    # test that scheduled them; notification retries an hour away do not matter.
+    soon = time.time() + 10
+    for entries in (inspect.scheduled() or {}).values():
+        for entry in entries:
+            eta = entry.get("eta")
+            if eta and _timestamp(eta) < soon:
+                return False
+    return True
+
+
+def _timestamp(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()
+
+
 @pytest.fixture
 def sandbox(celery_worker, live_server, transactional_db):
-    """The four sandbox providers, pointed at the live server, with fresh secrets."""
-    return {p.kind: p for p in services.ensure_sandbox_providers(base_url=live_server.url)}
+    """The four sandbox providers, pointed at the live server, with fresh secrets. On the way
+    out it waits for the worker to finish this test's tasks: a webhook still being processed
+    while the test database is truncated would deadlock with the truncation."""
+    from config.celery import app
+
+    yield {p.kind: p for p in services.ensure_sandbox_providers(base_url=live_server.url)}
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    name = f"{TEST_QUEUE}@{socket.gethostname()}"
+    deadline = time.monotonic() + 20
+    # A webhook POST in flight from the worker to the live server shows as an active task
+    # until it has been stored and its processing queued, so one idle look is enough.
+    time.sleep(0.2)
+    while time.monotonic() < deadline and not _worker_is_idle(app, broker, name):
+        time.sleep(0.2)

@@ -16,7 +16,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from payments import services
+from payments import errors, services
 from payments.models import Deposit, Notification, WebhookEvent, Withdrawal
 from payments.notifications import callback_secret
 from payments.sandbox.dialects import OpenBanking
@@ -153,13 +153,13 @@ def test_card_refund_goes_through_the_provider_and_marks_the_deposit(sandbox):
     deposit.refresh_from_db()
     assert (deposit.status, deposit.refunded_amount) == ("partially_refunded", Decimal("20.00"))
     assert cash(player) == Decimal("30.01")
-    with pytest.raises(services.RefundTooLarge):
+    with pytest.raises(errors.RefundTooLarge):
         services.refund_deposit(deposit=deposit, amount="30.02", actor=operator, reason="too much")
     services.refund_deposit(deposit=deposit, amount="30.01", actor=operator, reason="rest")
     deposit.refresh_from_db()
     assert deposit.status == "refunded"
     assert cash(player) == Decimal(0)
-    with pytest.raises(services.InvalidTransition):
+    with pytest.raises(errors.InvalidTransition):
         services.refund_deposit(deposit=deposit, amount="0.01", actor=operator, reason="more")
     assert selectors.ledger_problems() == []
 

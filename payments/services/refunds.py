@@ -1,0 +1,182 @@
+"""Refunds and chargebacks of succeeded deposits."""
+
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from wallets import services as ledger
+from wallets.errors import MissingReason
+from wallets.models import Account, JournalEntry
+
+from .. import providers
+from ..errors import InvalidTransition, RefundNotSupported, RefundTooLarge
+from ..models import Chargeback, Deposit, Refund
+from ..providers.base import FAILED, SUCCEEDED, ProviderResult, ProviderTimeout, ProviderUnavailable
+from .casino import notify_deposit
+from .common import new_reference, record_transition, webhook_url
+
+DS = Deposit.Status
+
+
+def refund_deposit(*, deposit: Deposit, amount, actor, reason: str) -> Refund:
+    """Send money of a succeeded deposit back to where it came from.
+
+    The player's cash is debited when the refund is requested (so it cannot be bet or
+    withdrawn meanwhile); a refund the provider fails is reversed back to the player."""
+    if not reason.strip():
+        raise MissingReason("A refund needs a reason.")
+    if not deposit.provider.supports_refunds:
+        raise RefundNotSupported(f"{deposit.provider.name} payments are returned as withdrawals.")
+    amount = ledger.validate_amount(amount, deposit.currency_id)
+    with transaction.atomic():
+        locked = Deposit.objects.select_for_update().get(pk=deposit.pk)
+        if locked.status not in (DS.SUCCEEDED, DS.PARTIALLY_REFUNDED):
+            raise InvalidTransition(f"Deposit {locked.reference} is {locked.status}.")
+        in_flight = sum(
+            (r.amount for r in locked.refunds.filter(status=Refund.Status.PENDING)), Decimal(0)
+        )
+        left = locked.credited_amount - locked.refunded_amount - in_flight
+        if amount > left:
+            raise RefundTooLarge(
+                f"At most {ledger.quantize_money(left, locked.currency_id)} can be refunded.",
+                refundable=str(ledger.quantize_money(left, locked.currency_id)),
+            )
+        refund = Refund.objects.create(
+            reference=new_reference("ref"),
+            deposit=locked,
+            amount=amount,
+            reason=reason,
+            actor=actor,
+        )
+        _refund_entry(refund, direction=-1)
+        record_transition(refund, "", source="admin", actor=actor, reason=reason)
+    adapter = providers.adapter_for(locked.provider)
+    try:
+        result = adapter.refund(refund=refund, notify_url=webhook_url(locked.provider))
+    except ProviderTimeout:
+        return refund
+    except ProviderUnavailable as exc:
+        result = ProviderResult(status=FAILED, decline_code=exc.code)
+    return apply_refund_result(refund_id=refund.pk, result=result, source="provider")
+
+
+def _refund_entry(refund: Refund, *, direction: int) -> JournalEntry:
+    """direction -1 takes the refund from the player's cash; +1 gives it back (failed)."""
+    deposit = refund.deposit
+    accounts = ledger.open_wallet(player=deposit.player, currency=deposit.currency_id)
+    clearing = ledger.system_account(
+        kind=Account.Kind.PROVIDER_CLEARING,
+        currency=deposit.currency_id,
+        system_code=deposit.provider.code,
+    )
+    amount = refund.amount * direction
+    key = f"refund:{refund.reference}" if direction < 0 else f"refund-failed:{refund.reference}"
+    return ledger.post_entry(
+        kind=JournalEntry.Kind.REFUND,
+        legs=[(accounts[Account.Kind.PLAYER_CASH], amount), (clearing, -amount)],
+        idempotency_key=key,
+        request={"refund": refund.reference, "amount": str(amount)},
+        external_reference=deposit.reference,
+        metadata={"refund": refund.reference},
+        actor=refund.actor,
+    )
+
+
+def apply_refund_result(
+    *, refund_id: int, result: ProviderResult, source: str, webhook=None
+) -> Refund:
+    with transaction.atomic():
+        refund = Refund.objects.select_for_update().get(pk=refund_id)
+        advance_refund(refund, result, source=source, webhook=webhook)
+    return refund
+
+
+def advance_refund(refund, result, *, source, webhook=None) -> bool:
+    if refund.status != Refund.Status.PENDING or result.status not in (SUCCEEDED, FAILED):
+        return False
+    now = timezone.now()
+    deposit = Deposit.objects.select_for_update().get(pk=refund.deposit_id)
+    if result.status == SUCCEEDED:
+        refund.succeed(completed_at=now, provider_reference=result.provider_reference)
+        before = deposit.status
+        deposit.record_refund(amount=refund.amount)
+        deposit.save()
+        record_transition(
+            deposit, before, source=source, webhook=webhook, reason=f"refund {refund.reference}"
+        )
+        notify_deposit(deposit)
+    else:
+        refund.fail(completed_at=now)
+        _refund_entry(refund, direction=1)
+    refund.save()
+    record_transition(refund, Refund.Status.PENDING, source=source, webhook=webhook)
+    return True
+
+
+def record_chargeback(
+    *, deposit: Deposit, amount, provider_reference: str, reason: str = ""
+) -> Chargeback:
+    """The provider took `amount` of a deposit back. Idempotent by `provider_reference`.
+
+    The provider's clearing account is credited (it no longer owes us the money); the
+    player's cash pays as much as it holds and the rest is booked to `write_off`, because a
+    player balance may never go negative."""
+    amount = ledger.validate_amount(amount, deposit.currency_id)
+    if not provider_reference:
+        raise MissingReason("A chargeback needs the provider's reference.")
+    existing = Chargeback.objects.filter(provider_reference=provider_reference).first()
+    if existing is not None:
+        return existing
+    with transaction.atomic():
+        Deposit.objects.select_for_update().get(pk=deposit.pk)
+        accounts = ledger.open_wallet(player=deposit.player, currency=deposit.currency_id)
+        cash = Account.objects.select_for_update(no_key=True).get(
+            pk=accounts[Account.Kind.PLAYER_CASH].pk
+        )
+        from_player = min(cash.balance, amount)
+        written_off = amount - from_player
+        currency = deposit.currency_id
+        legs = [
+            (
+                ledger.system_account(
+                    kind=Account.Kind.PROVIDER_CLEARING,
+                    currency=currency,
+                    system_code=deposit.provider.code,
+                ),
+                amount,
+            )
+        ]
+        if from_player:
+            legs.append((cash, -from_player))
+        if written_off:
+            legs.append(
+                (
+                    ledger.system_account(kind=Account.Kind.WRITE_OFF, currency=currency),
+                    -written_off,
+                )
+            )
+        try:
+            with transaction.atomic():
+                chargeback = Chargeback.objects.create(
+                    deposit=deposit,
+                    amount=amount,
+                    written_off=written_off,
+                    provider_reference=provider_reference,
+                    reason=reason,
+                )
+        except IntegrityError:
+            return Chargeback.objects.get(provider_reference=provider_reference)
+        ledger.post_entry(
+            kind=JournalEntry.Kind.CHARGEBACK,
+            legs=legs,
+            idempotency_key=f"chargeback:{deposit.provider.code}:{provider_reference}",
+            request={"deposit": deposit.reference, "amount": str(amount)},
+            external_reference=deposit.reference,
+            metadata={
+                "provider_reference": provider_reference,
+                "written_off": str(written_off),
+                "reason": reason,
+            },
+        )
+    return chargeback
