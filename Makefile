@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/casino
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: demo test lint format bench
+.PHONY: demo test lint format
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -16,7 +16,11 @@ $(VENV)/.installed: requirements.txt
 demo: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo
-	@echo "Platform: http://127.0.0.1:8000  admin: /admin/  API docs: /api/docs/"
+	$(PY) manage.py setup_sandbox_providers
+	$(PY) manage.py load_demo_compliance
+	@# The OFAC snapshot sits in shared/ beside the repository; without it, no screening list.
+	-$(PY) manage.py import_sanctions
+	@echo "Platform: http://127.0.0.1:8000  cashier: /cashier/  admin: /admin/  API docs: /api/docs/"
 	# --insecure: serve the admin's static files without DEBUG (the demo has no web server).
 	$(PY) manage.py runserver --insecure 127.0.0.1:8000
 
