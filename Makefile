@@ -21,7 +21,7 @@ demo: $(VENV)/.installed
 	@# The OFAC snapshot sits in shared/ beside the repository; without it, no screening list.
 	-$(PY) manage.py import_sanctions
 	@echo "Platform: http://127.0.0.1:8000  cashier: /cashier/  admin: /admin/  API docs: /api/docs/"
-	# --insecure: serve the admin's static files without DEBUG (the demo has no web server).
+	@# --insecure: serve the admin's static files without DEBUG (the demo has no web server).
 	$(PY) manage.py runserver --insecure 127.0.0.1:8000
 
 # Browser tests drive Debian's chromium; Playwright never downloads a browser of its own.

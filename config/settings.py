@@ -69,6 +69,8 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Provider and callback URLs typed without a scheme are https, as Django 6 will assume.
+FORMS_URLFIELD_ASSUME_HTTPS = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -308,7 +310,9 @@ RECONCILIATION_WRITE_OFF_APPROVAL_THRESHOLDS = env.dict(
 RECONCILIATION_INBOX_DIR = env.str(
     "RECONCILIATION_INBOX_DIR", default=f"{MEDIA_ROOT}/settlement-inbox"
 )
-RECONCILIATION_INBOX_INTERVAL_SECONDS = env.int("RECONCILIATION_INBOX_INTERVAL_SECONDS", default=300)
+RECONCILIATION_INBOX_INTERVAL_SECONDS = env.int(
+    "RECONCILIATION_INBOX_INTERVAL_SECONDS", default=300
+)
 RECONCILIATION_INTEGRITY_INTERVAL_SECONDS = env.int(
     "RECONCILIATION_INTEGRITY_INTERVAL_SECONDS", default=3600
 )

@@ -32,8 +32,9 @@ class DepositForm(forms.Form):
 
 @staff_member_required
 def cashier(request):
-    players = Player.objects.order_by("external_id")[:100]
-    player = players.filter(external_id=request.GET.get("player")).first() or players.first()
+    all_players = Player.objects.order_by("external_id")
+    players = all_players[:100]
+    player = all_players.filter(external_id=request.GET.get("player")).first() or players.first()
     form = DepositForm(request.POST or None)
     if player is not None and request.method == "POST" and form.is_valid():
         back = request.build_absolute_uri(f"{reverse('cashier')}?player={player.external_id}")
