@@ -49,7 +49,12 @@ def cashier(request):
                 ip=request.META.get("REMOTE_ADDR"),
             )
         except DomainError as refusal:
-            messages.error(request, f"Refused ({refusal.code}): {refusal.message}")
+            reasons = ", ".join(refusal.details.get("reasons", []))
+            messages.error(
+                request,
+                f"Refused ({refusal.code}): {refusal.message}"
+                + (f" [{reasons}]" if reasons else ""),
+            )
             return redirect(back)
         if deposit.redirect_url:
             return redirect(deposit.redirect_url)
