@@ -217,7 +217,13 @@ class DepositAdmin(ActionFormMixin, ReadOnlyAdmin):
         "created_at",
     ]
     list_filter = ["status", "provider", "currency", "is_held_for_review", "is_paid_late"]
-    search_fields = ["reference", "provider_reference", "player__external_id"]
+    # The payer-instrument fingerprint finds every deposit paid from one card/wallet/account.
+    search_fields = [
+        "reference",
+        "provider_reference",
+        "player__external_id",
+        "=payer_instrument_fingerprint",
+    ]
     list_select_related = ["player", "provider", "method"]
     date_hierarchy = "created_at"
     readonly_fields = [f.name for f in Deposit._meta.fields]

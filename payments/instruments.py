@@ -138,3 +138,26 @@ def validate_ewallet_account(account: str) -> str:
     if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}|[A-Za-z0-9_\-]{4,64}", account):
         raise InvalidInstrument("An e-wallet account is its email address or account id.")
     return account.lower() if "@" in account else account
+
+
+def _normalise_identifier(kind: str, identifier: str) -> str:
+    identifier = identifier.strip()
+    if kind == "iban":
+        return re.sub(r"\s+", "", identifier).upper()
+    if kind == "ewallet":
+        return identifier.lower() if "@" in identifier else identifier
+    if kind == "crypto" and (
+        identifier.lower().startswith("bc1") or identifier.lower().startswith("0x")
+    ):
+        # Bech32 and Ethereum hex name the same address in either case; Base58 does not.
+        return identifier.lower()
+    return identifier
+
+
+def instrument_fingerprint(kind: str, identifier: str) -> str:
+    """A stable SHA-256 hex naming one payment instrument (IBAN, wallet account, crypto
+    address, card fingerprint or token) without carrying it: the ledger and compliance group
+    players by this, never by the raw identifier. The kind is part of the hash, so an IBAN
+    paid from and an IBAN paid to give the same fingerprint, and identifiers of different
+    kinds never collide."""
+    return hashlib.sha256(f"{kind}:{_normalise_identifier(kind, identifier)}".encode()).hexdigest()

@@ -16,6 +16,8 @@ from django.db.models import Q
 
 from wallets.models import MONEY, Currency, Player
 
+from .instruments import instrument_fingerprint
+
 
 class PaymentProvider(models.Model):
     class Kind(models.TextChoices):
@@ -121,6 +123,10 @@ class Deposit(fsm.FSMModelMixin, models.Model):
     idempotency_key = models.CharField(max_length=200)
     request_hash = models.CharField(max_length=64)
     compliance_reasons = models.JSONField(default=list, blank=True)
+    # What the provider said the player paid from (`instruments.instrument_fingerprint`);
+    # written into the deposit's ledger entry for compliance's shared-instrument rules.
+    payer_instrument_type = models.CharField(max_length=16, blank=True)
+    payer_instrument_fingerprint = models.CharField(max_length=64, blank=True, db_index=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -146,6 +152,16 @@ class Deposit(fsm.FSMModelMixin, models.Model):
     @property
     def credited_amount(self) -> Decimal:
         return self.amount_received if self.amount_received is not None else self.amount
+
+    @property
+    def instrument_metadata(self) -> dict:
+        """The ledger metadata keys compliance's instrument rules read."""
+        if not self.payer_instrument_fingerprint:
+            return {}
+        return {
+            "instrument_fingerprint": self.payer_instrument_fingerprint,
+            "instrument_type": self.payer_instrument_type,
+        }
 
     @property
     def is_final(self) -> bool:
@@ -231,6 +247,16 @@ class PayoutInstrument(models.Model):
     @property
     def masked(self) -> str:
         return f"…{self.identifier[-4:]}" if len(self.identifier) > 8 else self.identifier
+
+    @property
+    def fingerprint(self) -> str:
+        return instrument_fingerprint(self.kind, self.identifier)
+
+    @property
+    def instrument_metadata(self) -> dict:
+        """The ledger metadata keys compliance's instrument rules read: the fingerprint,
+        never the IBAN or address itself."""
+        return {"instrument_fingerprint": self.fingerprint, "instrument_type": self.kind}
 
 
 class Withdrawal(fsm.FSMModelMixin, models.Model):

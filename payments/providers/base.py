@@ -19,6 +19,8 @@ from django.conf import settings
 from wallets.errors import DomainError
 from wallets.services import quantize_money
 
+from ..instruments import instrument_fingerprint
+
 # Normalised statuses an adapter reports; services map them onto the state machines.
 PENDING = "pending"
 SUCCEEDED = "succeeded"
@@ -53,6 +55,21 @@ class InvalidSignature(Exception):
 
 
 @dataclass(frozen=True)
+class PayerInstrument:
+    """The instrument a player paid from, as a fingerprint: compliance links players who
+    share one. `type` is card, ewallet or iban (see `instruments.instrument_fingerprint`)."""
+
+    type: str
+    fingerprint: str
+
+    @classmethod
+    def of(cls, kind: str, identifier) -> "PayerInstrument | None":
+        if not isinstance(identifier, str) or not identifier.strip():
+            return None
+        return cls(type=kind, fingerprint=instrument_fingerprint(kind, identifier))
+
+
+@dataclass(frozen=True)
 class ProviderResult:
     """What a provider said about one payment, payout or refund, in our vocabulary."""
 
@@ -64,6 +81,8 @@ class ProviderResult:
     is_late: bool = False
     decline_code: str = ""
     decline_kind: str = ""
+    # Only deposits carry it, and only when the provider says who paid.
+    payer_instrument: PayerInstrument | None = None
 
 
 @dataclass(frozen=True)

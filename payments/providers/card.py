@@ -17,6 +17,7 @@ from .base import (
     SUCCEEDED,
     WITHDRAWAL,
     InvalidSignature,
+    PayerInstrument,
     PaymentAdapter,
     ProviderEvent,
     ProviderResult,
@@ -57,6 +58,9 @@ class CardAdapter(PaymentAdapter):
         decline_code = payload.get("decline_code") or ""
         amount = payload.get("amount_captured") or payload.get("amount")
         status = _STATUSES.get(payload.get("status", ""), PENDING)
+        # Stripe-style card fingerprint: the same card number gives the same value for every
+        # customer of the account, so it links players without the card number reaching us.
+        card = (payload.get("payment_method_details") or {}).get("card") or {}
         return ProviderResult(
             status=status,
             provider_reference=payload.get("id", ""),
@@ -64,6 +68,7 @@ class CardAdapter(PaymentAdapter):
             amount_received=Decimal(amount) if amount and status == SUCCEEDED else None,
             decline_code=decline_code,
             decline_kind=self.decline_kind(decline_code),
+            payer_instrument=PayerInstrument.of("card", card.get("fingerprint")),
         )
 
     def start_payment(self, *, deposit, notify_url, return_url):
@@ -75,6 +80,7 @@ class CardAdapter(PaymentAdapter):
                 "amount": money(deposit.amount, deposit.currency_id),
                 "currency": deposit.currency_id,
                 "reference": deposit.reference,
+                "customer": deposit.player.external_id,
                 "return_url": return_url,
                 "notify_url": notify_url,
             },

@@ -47,7 +47,9 @@ _INVOICE_EVENTS = {
 
 
 class CryptoAdapter(PaymentAdapter):
-    """No `refund`: `PaymentProvider.supports_refunds` is false for crypto."""
+    """No `refund`: `PaymentProvider.supports_refunds` is false for crypto. No payer
+    instrument either: an invoice names only the address paid to, and a Bitcoin transaction
+    has inputs, not one sender address a player could be linked by."""
 
     kind = "crypto"
 

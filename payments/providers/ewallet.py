@@ -18,6 +18,7 @@ from .base import (
     SUCCEEDED,
     WITHDRAWAL,
     InvalidSignature,
+    PayerInstrument,
     PaymentAdapter,
     ProviderEvent,
     ProviderResult,
@@ -67,6 +68,9 @@ class EwalletAdapter(PaymentAdapter):
             amount_received=Decimal(amount) if amount and status == SUCCEEDED else None,
             decline_code=code,
             decline_kind=self.decline_kind(code) if status == FAILED else "",
+            # The payer's wallet account (Skrill's `pay_from_email`). Not covered by the
+            # signature in this scheme, like Skrill's: it only ever groups players for review.
+            payer_instrument=PayerInstrument.of("ewallet", fields.get("pay_from_email")),
         )
 
     def _post_form(self, path: str, data: dict) -> dict:
@@ -84,6 +88,7 @@ class EwalletAdapter(PaymentAdapter):
             "payment",
             {
                 "transaction_id": deposit.reference,
+                "customer": deposit.player.external_id,
                 "amount": money(deposit.amount, deposit.currency_id),
                 "currency": deposit.currency_id,
                 "status_url": notify_url,

@@ -17,6 +17,7 @@ from .base import (
     SUCCEEDED,
     WITHDRAWAL,
     InvalidSignature,
+    PayerInstrument,
     PaymentAdapter,
     ProviderEvent,
     ProviderResult,
@@ -98,6 +99,10 @@ class OpenBankingAdapter(PaymentAdapter):
             amount_received=Decimal(amount) if amount and status == SUCCEEDED else None,
             decline_code=code,
             decline_kind=self.decline_kind(code) if status == FAILED else "",
+            # The account the payer authorised the payment from (ISO 20022 debtor account).
+            payer_instrument=PayerInstrument.of(
+                "iban", (payload.get("debtor_account") or {}).get("iban")
+            ),
         )
 
     def start_payment(self, *, deposit, notify_url, return_url):
@@ -111,6 +116,7 @@ class OpenBankingAdapter(PaymentAdapter):
                         "currency": deposit.currency_id,
                     },
                     "reference": deposit.reference,
+                    "customer": deposit.player.external_id,
                     "redirect_uri": return_url,
                     "webhook_uri": notify_url,
                 },

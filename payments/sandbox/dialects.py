@@ -7,6 +7,7 @@ Written from each provider's published format, independently of the adapters in
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from urllib.parse import urlencode
@@ -26,6 +27,26 @@ def _amount(value, currency) -> str:
     from wallets.services import quantize_money
 
     return str(quantize_money(value, currency))
+
+
+def _payer(payment: SandboxPayment, outcome: str) -> str:
+    """Who paid: what the player typed on the hosted page (`payer`), else the merchant's
+    customer reference, so one test player paying twice pays from the same instrument.
+    Unknown while the payment waits for the player (they choose it on the hosted page)."""
+    if payment.kind != SandboxPayment.Kind.PAYMENT or outcome == core.PENDING:
+        return ""
+    return str(payment.data.get("payer") or payment.data.get("customer") or "")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sandbox_iban(source: str) -> str:
+    """A valid German IBAN (mod-97 check digits) derived from `source`."""
+    bban = "37040044" + f"{int(_digest(source), 16) % 10**10:010d}"
+    check = 98 - int("".join(str(int(c, 36)) for c in bban + "DE00")) % 97
+    return f"DE{check:02d}{bban}"
 
 
 class Card:
@@ -69,6 +90,12 @@ class Card:
         }
         if outcome == core.PAID and payment.amount_paid is not None:
             body["amount_captured"] = _amount(payment.amount_paid, payment.currency)
+        if payer := _payer(payment, outcome):
+            card = re.sub(r"[\s-]", "", payer)
+            body["payment_method_details"] = {
+                "type": "card",
+                "card": {"fingerprint": _digest(f"sandbox card {card}")[:16]},
+            }
         if payment.kind == SandboxPayment.Kind.PAYMENT and outcome == core.PENDING and base_url:
             body["next_action"] = {"redirect_url": f"{base_url}3ds/{payment.sandbox_id}"}
         return body
@@ -108,6 +135,10 @@ class Ewallet:
         paid = (
             payment.amount_paid if outcome == core.PAID and payment.amount_paid else payment.amount
         )
+        payer = _payer(payment, outcome)
+        if payer and "@" not in payer:
+            payer = re.sub(r"[^a-z0-9._-]", "-", payer.lower()) + "@wallet.sandbox.test"
+        payer_fields = {"pay_from_email": payer} if payer else {}
         return {
             "merchant_id": merchant_id,
             "transaction_id": payment.merchant_reference,
@@ -117,6 +148,7 @@ class Ewallet:
             "status": cls.statuses.get(outcome, "0"),
             "failed_reason_code": cls.reason_codes.get(outcome, ""),
             "type": payment.kind,
+            **payer_fields,
         }
 
     @staticmethod
@@ -171,6 +203,10 @@ class OpenBanking:
         if payment.kind == SandboxPayment.Kind.PAYMENT and outcome == core.PENDING and base_url:
             body["status"] = "RCVD"
             body["consent_url"] = f"{base_url}consent/{payment.sandbox_id}"
+        if payer := _payer(payment, outcome):
+            entered = payment.data.get("payer")
+            iban = re.sub(r"\s+", "", entered).upper() if entered else sandbox_iban(payer)
+            body["debtor_account"] = {"iban": iban}
         return body
 
     @classmethod

@@ -91,9 +91,11 @@ def _hosted_page(request, payment, *, title, description, buttons):
     )
 
 
-def _finish_page(payment, outcome, **kwargs):
+def _finish_page(payment, outcome, request):
     if payment.status == core.PENDING:
-        core.settle(payment, outcome, **kwargs)
+        # The card number, wallet email or IBAN the player paid with, when the form has one.
+        payer = request.POST.get("payer", "").strip()
+        core.settle(payment, outcome, **({"payer": payer[:200]} if payer else {}))
     return HttpResponseRedirect(payment.return_url or "/")
 
 
@@ -140,7 +142,7 @@ def card_objects(request, code, collection):
         currency=body.get("currency", ""),
         notify_url=body["notify_url"],
         return_url=body.get("return_url", ""),
-        data={k: body[k] for k in ("card_token", "payment") if k in body},
+        data={k: body[k] for k in ("card_token", "payment", "customer") if k in body},
         hosted=kind == Kind.PAYMENT,
     )
     rendered = Card.render(payment, core.answer_outcome(payment), _base_url(request, code))
@@ -153,7 +155,7 @@ def card_3ds(request, code, sandbox_id):
     payment = get_object_or_404(SandboxPayment, provider_code=code, sandbox_id=sandbox_id)
     if request.method == "POST":
         outcome = core.PAID if request.POST.get("action") == "authenticate" else core.DECLINED_HARD
-        return _finish_page(payment, outcome)
+        return _finish_page(payment, outcome, request)
     return _hosted_page(
         request,
         payment,
@@ -227,7 +229,7 @@ def ewallet_api(request, code, action):
         currency=post["currency"],
         notify_url=post["status_url"],
         return_url=post.get("return_url", ""),
-        data={"account": post.get("bnf_account", "")},
+        data={"account": post.get("bnf_account", ""), "customer": post.get("customer", "")},
         hosted=kind == Kind.PAYMENT,
     )
     if kind == Kind.PAYMENT:
@@ -245,7 +247,7 @@ def ewallet_page(request, code):
     )
     if request.method == "POST":
         outcome = core.PAID if request.POST.get("action") == "pay" else core.CANCELLED
-        return _finish_page(payment, outcome)
+        return _finish_page(payment, outcome, request)
     return _hosted_page(
         request,
         payment,
@@ -323,7 +325,7 @@ def ob_objects(request, code, collection):
         currency=currency,
         notify_url=body["webhook_uri"],
         return_url=body.get("redirect_uri", ""),
-        data={"creditor": body.get("creditor", {})},
+        data={"creditor": body.get("creditor", {}), "customer": body.get("customer", "")},
         hosted=kind == Kind.PAYMENT,
     )
     return JsonResponse(OpenBanking.render(payment, core.answer_outcome(payment), base), status=201)
@@ -335,7 +337,7 @@ def ob_consent(request, code, sandbox_id):
     payment = get_object_or_404(SandboxPayment, provider_code=code, sandbox_id=sandbox_id)
     if request.method == "POST":
         outcome = core.PAID if request.POST.get("action") == "approve" else core.CANCELLED
-        return _finish_page(payment, outcome)
+        return _finish_page(payment, outcome, request)
     return _hosted_page(
         request,
         payment,

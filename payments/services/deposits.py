@@ -165,6 +165,7 @@ def advance_deposit(deposit, result, *, source, webhook=None, actor=None, reason
     now = timezone.now()
     if result.provider_reference and not deposit.provider_reference:
         deposit.provider_reference = result.provider_reference
+    _note_payer(deposit, result)
     if result.status == SUCCEEDED and before in (DS.CREATED, DS.PENDING, DS.EXPIRED):
         received = ledger.quantize_money(
             result.amount_received if result.amount_received is not None else deposit.amount,
@@ -182,12 +183,16 @@ def advance_deposit(deposit, result, *, source, webhook=None, actor=None, reason
                     provider_code=deposit.provider.code,
                     idempotency_key=f"deposit:{deposit.reference}",
                     external_reference=deposit.reference,
-                    metadata={"provider_reference": deposit.provider_reference},
+                    metadata={
+                        "provider_reference": deposit.provider_reference,
+                        **deposit.instrument_metadata,
+                    },
                 )
         except PlayerBlocked:
             # The money arrived but the player was frozen meanwhile: keep it out of the
             # wallet until an operator decides (credit on unfreeze, or refund).
             deposit.refresh_from_db()
+            _note_payer(deposit, result)
             return _hold_underpaid(
                 deposit, received, source=source, webhook=webhook, why="player blocked"
             )
@@ -214,14 +219,31 @@ def advance_deposit(deposit, result, *, source, webhook=None, actor=None, reason
     elif result.status == CANCELLED and before in (DS.CREATED, DS.PENDING):
         deposit.cancel(completed_at=now)
     else:
-        if deposit.provider_reference and before in (DS.CREATED, DS.PENDING):
-            deposit.save(update_fields=["provider_reference", "updated_at"])
+        if before in (DS.CREATED, DS.PENDING) and (
+            deposit.provider_reference or deposit.payer_instrument_fingerprint
+        ):
+            deposit.save(
+                update_fields=[
+                    "provider_reference",
+                    "payer_instrument_type",
+                    "payer_instrument_fingerprint",
+                    "updated_at",
+                ]
+            )
         return False
     deposit.save()
     record_transition(deposit, before, source=source, webhook=webhook, actor=actor, reason=reason)
     if deposit.is_final:
         notify_deposit(deposit)
     return True
+
+
+def _note_payer(deposit, result) -> None:
+    """Keep the first instrument a provider names: a later event never rewrites who paid."""
+    payer = result.payer_instrument
+    if payer is not None and not deposit.payer_instrument_fingerprint:
+        deposit.payer_instrument_type = payer.type
+        deposit.payer_instrument_fingerprint = payer.fingerprint
 
 
 def _hold_underpaid(deposit, received, *, source, webhook, why="underpaid") -> bool:
@@ -263,7 +285,7 @@ def accept_held_deposit(*, deposit: Deposit, actor, reason: str) -> Deposit:
             provider_code=locked.provider.code,
             idempotency_key=f"deposit:{locked.reference}",
             external_reference=locked.reference,
-            metadata={"accepted_by": actor.pk, "reason": reason},
+            metadata={"accepted_by": actor.pk, "reason": reason, **locked.instrument_metadata},
         )
         locked.save()
         record_transition(locked, before, source="admin", actor=actor, reason=reason)

@@ -118,6 +118,7 @@ def request_withdrawal(
                 amount=amount,
                 idempotency_key=f"withdrawal-hold:{withdrawal.reference}",
                 external_reference=withdrawal.reference,
+                metadata=instrument.instrument_metadata,
             )
             record_transition(withdrawal, "", source="api", reason="withdrawal requested")
             if reasons:
@@ -279,7 +280,10 @@ def advance_withdrawal(withdrawal, result, *, source, webhook=None) -> bool:
             provider_code=withdrawal.provider.code,
             idempotency_key=f"withdrawal-settle:{withdrawal.reference}",
             external_reference=withdrawal.reference,
-            metadata={"provider_reference": withdrawal.provider_reference},
+            metadata={
+                "provider_reference": withdrawal.provider_reference,
+                **withdrawal.instrument.instrument_metadata,
+            },
         )
         reason = ""
     elif result.status in (FAILED, CANCELLED):

@@ -9,12 +9,19 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
+from payments.instruments import instrument_fingerprint, normalise_iban
 from payments.models import Deposit, PaymentProvider, PayoutInstrument, Withdrawal
 from payments.providers import adapter_for
-from payments.providers.base import InvalidSignature, ProviderTimeout, ProviderUnavailable
+from payments.providers.base import (
+    InvalidSignature,
+    PayerInstrument,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
 from payments.sandbox import core
 from payments.sandbox.dialects import Card, Crypto, Ewallet, OpenBanking
 from payments.sandbox.models import SandboxPayment
+from wallets.models import Player
 
 pytestmark = pytest.mark.django_db
 SECRET = "whsec_test_secret"
@@ -33,7 +40,12 @@ def provider(kind, **options):
 
 
 def deposit(amount="10.00", currency="EUR", reference="dep_abc"):
-    return Deposit(reference=reference, amount=Decimal(amount), currency_id=currency)
+    return Deposit(
+        reference=reference,
+        player=Player(external_id="player-1"),
+        amount=Decimal(amount),
+        currency_id=currency,
+    )
 
 
 def sandbox_object(kind=SandboxPayment.Kind.PAYMENT, amount="10.00", currency="EUR", **data):
@@ -92,6 +104,7 @@ def test_card_payment_request_is_json_with_the_api_key_and_our_reference_as_idem
         "amount": "10.00",
         "currency": "EUR",
         "reference": "dep_abc",
+        "customer": "player-1",
         "return_url": "https://casino/back",
         "notify_url": "https://us/wh",
     }
@@ -179,6 +192,7 @@ def test_ewallet_payment_request_is_form_encoded_and_returns_the_hosted_page(htt
         "merchant_id": "merchant-1",
         "api_password": "sk_test_key",
         "transaction_id": "dep_abc",
+        "customer": "player-1",
         "amount": "10.00",
         "currency": "EUR",
         "status_url": "https://us/wh",
@@ -235,7 +249,9 @@ def test_open_banking_fetches_a_bearer_token_then_initiates_the_payment(http):
         "client_secret": ["sk_test_key"],
     }
     assert payment_request.headers["Authorization"] == "Bearer tok_1"
-    assert json.loads(payment_request.content)["amount"] == {"value": "10.00", "currency": "EUR"}
+    sent = json.loads(payment_request.content)
+    assert sent["amount"] == {"value": "10.00", "currency": "EUR"}
+    assert sent["customer"] == "player-1"
     assert (result.status, result.redirect_url) == ("pending", "https://bank/consent")
 
 
@@ -339,3 +355,73 @@ def test_crypto_payout_goes_to_the_instruments_address(http):
         {"orderId": "wd_1"},
     )
     assert (result.status, result.provider_reference) == ("pending", "pyt_1")
+
+
+# --- payer instrument (what compliance links players by) ---------------------------------------
+
+
+def _parsed(kind, body, headers=None):
+    adapter = adapter_for(provider(kind))
+    headers = _lower(headers or {})
+    adapter.verify_webhook(body=body, headers=headers)
+    return adapter.parse_webhook(body=body, headers=headers).result.payer_instrument
+
+
+def test_card_payer_instrument_is_the_stripe_style_card_fingerprint():
+    payload = {
+        "id": "pay_1",
+        "reference": "dep_abc",
+        "status": "succeeded",
+        "amount": "10.00",
+        "payment_method_details": {"type": "card", "card": {"fingerprint": "Xt5EWLLDS7FJjR1c"}},
+    }
+    result = adapter_for(provider("card"))._result(payload)
+    assert result.payer_instrument == PayerInstrument(
+        type="card", fingerprint=instrument_fingerprint("card", "Xt5EWLLDS7FJjR1c")
+    )
+    assert adapter_for(provider("card"))._result({"status": "succeeded"}).payer_instrument is None
+
+
+def test_card_sandbox_webhook_names_the_same_card_for_the_same_customer():
+    first = _parsed("card", *Card.webhook(sandbox_object(customer="player-1"), core.PAID, SECRET))
+    again = _parsed("card", *Card.webhook(sandbox_object(customer="player-1"), core.PAID, SECRET))
+    other = _parsed("card", *Card.webhook(sandbox_object(customer="player-2"), core.PAID, SECRET))
+    typed = sandbox_object(customer="player-2", payer="4242 4242 4242 4242")
+    entered = _parsed("card", *Card.webhook(typed, core.PAID, SECRET))
+    assert first.type == "card" and len(first.fingerprint) == 64
+    assert first == again
+    assert other != first and entered not in (first, other)
+
+
+def test_ewallet_payer_instrument_is_the_paying_wallet_account_and_matches_a_payout_to_it():
+    typed = sandbox_object(customer="player-1", payer="Shared.Wallet@Example.com")
+    payer = _parsed("ewallet", Ewallet.webhook(typed, core.PAID, SECRET, "merchant-1")[0])
+    payout_to_it = PayoutInstrument(kind="ewallet", identifier="shared.wallet@example.com")
+    assert payer == PayerInstrument(type="ewallet", fingerprint=payout_to_it.fingerprint)
+    derived = Ewallet.webhook(sandbox_object(customer="player-1"), core.PAID, SECRET, "merchant-1")
+    assert b"pay_from_email=player-1%40wallet.sandbox.test" in derived[0]
+    assert _parsed("ewallet", derived[0]).fingerprint == instrument_fingerprint(
+        "ewallet", "player-1@wallet.sandbox.test"
+    )
+    nobody = Ewallet.webhook(sandbox_object(), core.PAID, SECRET, "merchant-1")[0]
+    assert _parsed("ewallet", nobody) is None
+
+
+def test_open_banking_payer_instrument_is_the_debtor_iban_and_matches_a_payout_to_it():
+    typed = sandbox_object(customer="player-1", payer="de89 3704 0044 0532 0130 00")
+    payer = _parsed("open_banking", *OpenBanking.webhook(typed, core.PAID, SECRET))
+    payout_to_it = PayoutInstrument(
+        kind="iban", identifier=normalise_iban("DE89370400440532013000")
+    )
+    assert payer == PayerInstrument(type="iban", fingerprint=payout_to_it.fingerprint)
+    body = OpenBanking.render(sandbox_object(customer="player-1"), core.PAID)
+    # The sandbox's own account for a player is a valid IBAN, the same on every payment.
+    assert normalise_iban(body["debtor_account"]["iban"]) == body["debtor_account"]["iban"]
+    assert body == OpenBanking.render(sandbox_object(customer="player-1"), core.PAID)
+
+
+def test_crypto_invoices_name_no_payer_instrument():
+    body, headers = Crypto.webhook(
+        sandbox_object(currency="BTC", amount="0.001", customer="player-1"), core.PAID, SECRET
+    )
+    assert _parsed("crypto", body, headers) is None

@@ -1,5 +1,6 @@
 """Service-level behaviour without HTTP: state machines moving money in the ledger."""
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -7,6 +8,7 @@ from django.utils import timezone
 
 from compliance.models import KycLevel
 from payments import errors, services
+from payments.instruments import instrument_fingerprint
 from payments.models import (
     Chargeback,
     Deposit,
@@ -17,7 +19,7 @@ from payments.models import (
 )
 from payments.providers.base import ProviderResult
 from payments.sandbox import core
-from payments.sandbox.dialects import Card
+from payments.sandbox.dialects import Card, OpenBanking
 from payments.sandbox.models import SandboxPayment
 from tests.payments.factories import (
     StaffFactory,
@@ -30,6 +32,7 @@ from tests.payments.factories import (
 )
 from wallets import errors as wallet_errors
 from wallets import selectors
+from wallets import services as ledger
 from wallets.models import Account, JournalEntry
 
 pytestmark = pytest.mark.django_db
@@ -466,3 +469,92 @@ def test_a_crypto_deposit_cannot_be_refunded_and_nothing_is_written(providers):
     assert not deposit.refunds.exists()
     assert cash(player, "BTC") == Decimal("0.01")
     assert not JournalEntry.objects.filter(kind="refund").exists()
+
+
+# --- payment instruments in the ledger (what compliance's instrument rules read) ---------------
+
+MALTESE_IBAN = "MT84MALT011000012345MTLCAST001S"
+
+
+def signed_ob_webhook(provider, deposit, outcome, **data):
+    obj = SandboxPayment(
+        sandbox_id="obp_1",
+        kind="payment",
+        merchant_reference=deposit.reference,
+        amount=deposit.amount,
+        currency=deposit.currency_id,
+        status=outcome,
+        data=data,
+    )
+    return OpenBanking.webhook(obj, outcome, provider.webhook_secret)
+
+
+def test_a_deposit_entry_carries_the_payers_iban_fingerprint_not_the_iban(providers):
+    player = make_player()
+    deposit = open_deposit(player, providers["open_banking"])
+    body, headers = signed_ob_webhook(
+        providers["open_banking"],
+        deposit,
+        core.PAID,
+        payer="MT84 MALT 0110 0001 2345 MTLC AST0 01S",
+    )
+    assert deliver(providers["open_banking"], body, headers).outcome == "applied"
+
+    deposit.refresh_from_db()
+    expected = instrument_fingerprint("iban", MALTESE_IBAN)
+    assert (deposit.payer_instrument_type, deposit.payer_instrument_fingerprint) == (
+        "iban",
+        expected,
+    )
+    entry = JournalEntry.objects.get(kind="deposit", external_reference=deposit.reference)
+    assert entry.metadata["instrument_fingerprint"] == expected
+    assert entry.metadata["instrument_type"] == "iban"
+    assert "MALT" not in json.dumps(entry.metadata)
+
+
+def test_a_deposit_without_a_named_payer_writes_no_instrument_keys(providers):
+    player = make_player()
+    deposit = open_deposit(player, providers["card"])
+    deliver(providers["card"], *signed_card_webhook(providers["card"], deposit, core.PAID))
+    entry = JournalEntry.objects.get(kind="deposit", external_reference=deposit.reference)
+    assert entry.metadata == {"provider_reference": "pay_1"}
+
+
+def test_a_deposit_held_for_a_frozen_player_keeps_its_instrument_until_accepted(providers):
+    player = make_player()
+    officer = StaffFactory()
+    deposit = open_deposit(player, providers["open_banking"])
+    ledger.freeze_player(player=player, actor=officer, reason="investigation")
+    body, headers = signed_ob_webhook(
+        providers["open_banking"], deposit, core.PAID, customer=player.external_id
+    )
+    deliver(providers["open_banking"], body, headers)
+    deposit.refresh_from_db()
+    assert deposit.is_held_for_review and deposit.payer_instrument_type == "iban"
+    assert not JournalEntry.objects.filter(external_reference=deposit.reference).exists()
+
+    ledger.unfreeze_player(player=player, actor=officer, reason="cleared")
+    services.accept_held_deposit(deposit=deposit, actor=officer, reason="cleared")
+    entry = JournalEntry.objects.get(kind="deposit", external_reference=deposit.reference)
+    assert entry.metadata["instrument_fingerprint"] == deposit.payer_instrument_fingerprint
+    assert entry.metadata["instrument_type"] == "iban"
+
+
+def test_withdrawal_hold_and_settle_entries_carry_the_payout_instruments_fingerprint(providers):
+    withdrawal = processing_withdrawal(providers)
+    services.apply_withdrawal_result(
+        withdrawal_id=withdrawal.pk,
+        result=ProviderResult(status="succeeded", provider_reference="po_1"),
+        source="webhook",
+    )
+    expected = {
+        "instrument_fingerprint": instrument_fingerprint("iban", MALTESE_IBAN),
+        "instrument_type": "iban",
+    }
+    hold, settle = (
+        JournalEntry.objects.get(kind=kind, external_reference=withdrawal.reference)
+        for kind in ("withdrawal_hold", "withdrawal_settle")
+    )
+    assert hold.metadata == expected
+    assert settle.metadata == {"provider_reference": "po_1", **expected}
+    assert withdrawal.instrument.fingerprint == expected["instrument_fingerprint"]
