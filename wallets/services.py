@@ -251,6 +251,17 @@ def _load_wallet_rows(player: Player, currency: str, system_kind: str, system_co
         return cursor.fetchall()
 
 
+# Account ids never change once created (accounts are never deleted), so on the one-statement
+# path a process remembers them and skips the lookup; the player's status, which does change,
+# is checked by the posting statement itself. Plain dict operations are atomic under the GIL.
+_wallet_cache: dict[tuple, _Wallet] = {}
+_WALLET_CACHE_LIMIT = 100_000
+
+
+def _posts_in_one_statement() -> bool:
+    return connection.vendor == "postgresql" and settings.LEDGER_SINGLE_STATEMENT_POSTING
+
+
 def _wallet(
     *,
     player: Player,
@@ -260,7 +271,12 @@ def _wallet(
     active_only: bool,
 ) -> _Wallet:
     """Load the player's accounts in `currency` and (optionally) one system account in one
-    query, creating whatever is missing. The player's status is read fresh with them."""
+    query, creating whatever is missing. The player's status is read fresh with them, or,
+    for a wallet remembered from before, checked when the entry is written."""
+    cache_key = (connection.settings_dict["NAME"], player.pk, currency, system_kind, system_code)
+    cached = _wallet_cache.get(cache_key) if _posts_in_one_statement() else None
+    if cached is not None:
+        return cached
     rows = _load_wallet_rows(player, currency, system_kind or "", system_code)
     if len(rows) < len(Account.PLAYER_KINDS) + bool(system_kind):
         open_wallet(player=player, currency=currency)
@@ -284,7 +300,17 @@ def _wallet(
             system = account
     if active_only and status != Player.Status.ACTIVE:
         raise PlayerBlocked(f"Player {external_id} is {status}.", status=status)
-    return _Wallet(accounts=accounts, system=system)
+    wallet = _Wallet(accounts=accounts, system=system)
+    if _posts_in_one_statement():
+        if len(_wallet_cache) >= _WALLET_CACHE_LIMIT:
+            _wallet_cache.clear()
+        _wallet_cache[cache_key] = wallet
+    return wallet
+
+
+def _player_blocked(player_id: int) -> PlayerBlocked:
+    external_id, status = Player.objects.values_list("external_id", "status").get(pk=player_id)
+    return PlayerBlocked(f"Player {external_id} is {status}.", status=status)
 
 
 # --- the posting engine --------------------------------------------------------------------
@@ -375,21 +401,25 @@ def _execute_prepared(cursor, name: str, types: str, sql: str, params: list) -> 
 # whole, so nothing of the entry is written. One statement is atomic on its own: outside a
 # caller's transaction it needs no BEGIN and COMMIT round trips.
 _POSTING_TYPES = (
-    "text, text, text, text, jsonb, integer, bigint, timestamptz, bigint[], numeric[], bool[]"
+    "text, text, text, text, jsonb, integer, bigint, timestamptz, bigint[], numeric[], bool[], "
+    "bigint"
 )
 _POSTING_SQL = f"""
 WITH entry AS (
     INSERT INTO {JournalEntry._meta.db_table}
         (kind, idempotency_key, request_hash, external_reference, metadata, actor_id,
          reverses_id, created_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8
+    -- $12: the player who must be active for this entry (NULL: no such condition).
+    WHERE $12 IS NULL
+       OR EXISTS (SELECT 1 FROM {Player._meta.db_table} WHERE id = $12 AND status = 'active')
     RETURNING id
 ), legs AS (
     SELECT * FROM unnest($9, $10, $11)
         WITH ORDINALITY AS leg(account_id, amount, is_checked, position)
 ), moved AS (
     UPDATE {Account._meta.db_table} account SET balance = account.balance + leg.amount
-    FROM legs leg
+    FROM legs leg CROSS JOIN entry
     WHERE account.id = leg.account_id AND leg.is_checked
     RETURNING account.id, account.balance
 ), postings AS (
@@ -399,14 +429,15 @@ WITH entry AS (
     ORDER BY leg.position
 ), deltas AS (
     INSERT INTO {BalanceDelta._meta.db_table} (account_id, amount)
-    SELECT leg.account_id, leg.amount FROM legs leg WHERE NOT leg.is_checked
+    SELECT leg.account_id, leg.amount FROM legs leg CROSS JOIN entry WHERE NOT leg.is_checked
 )
 SELECT id FROM entry
 """
 
 
-def _insert_in_one_statement(entry: JournalEntry, legs) -> None:
-    """PostgreSQL path. With more than one checked account, call inside a transaction."""
+def _insert_in_one_statement(entry: JournalEntry, legs, active_player_id: int | None) -> None:
+    """PostgreSQL path. With more than one checked account, call inside a transaction.
+    Writes nothing and raises PlayerBlocked if `active_player_id` is set and not active."""
     checked = sorted(account.pk for account, _ in legs if not account.is_rolled_up)
     with connection.cursor() as cursor:
         if len(checked) > 1:
@@ -434,11 +465,21 @@ def _insert_in_one_statement(entry: JournalEntry, legs) -> None:
                 [account.pk for account, _ in legs],
                 [amount for _, amount in legs],
                 [not account.is_rolled_up for account, _ in legs],
+                active_player_id,
             ],
         )
-        (entry.pk,) = cursor.fetchone()
+        row = cursor.fetchone()
+    if row is None:
+        raise _player_blocked(active_player_id)
+    (entry.pk,) = row
     entry._state.adding = False
     entry._state.db = connection.alias
+
+
+def _require_active(player_id: int) -> None:
+    """Portable path: the status, read inside the entry's transaction."""
+    if not Player.objects.filter(pk=player_id, status=Player.Status.ACTIVE).exists():
+        raise _player_blocked(player_id)
 
 
 def _violated_constraint(exc: IntegrityError) -> str | None:
@@ -455,13 +496,15 @@ def post_entry(
     metadata: dict | None = None,
     actor=None,
     reverses: JournalEntry | None = None,
+    active_player: Player | None = None,
 ) -> JournalEntry:
     """Write one balanced entry, or return the one already written under `idempotency_key`.
 
     `request` describes the caller's request; a replay whose request differs is refused with
     IdempotencyConflict. Legs on player accounts are checked (never below zero); legs on
-    system accounts are rolled up later. Callable inside an outer transaction (it uses a
-    savepoint there).
+    system accounts are rolled up later. With `active_player`, the entry is written only
+    while that player is active (PlayerBlocked otherwise). Callable inside an outer
+    transaction (it uses a savepoint there).
     """
     if not idempotency_key:
         raise MissingReason("An idempotency key is required.")
@@ -483,16 +526,19 @@ def post_entry(
         reverses=reverses,
         created_at=timezone.now(),
     )
-    one_statement = connection.vendor == "postgresql" and settings.LEDGER_SINGLE_STATEMENT_POSTING
+    one_statement = _posts_in_one_statement()
     checked_legs = sum(not account.is_rolled_up for account, _ in legs)
+    active_player_id = active_player.pk if active_player is not None else None
     try:
         if one_statement and checked_legs <= 1 and not connection.in_atomic_block:
-            _insert_in_one_statement(entry, legs)
+            _insert_in_one_statement(entry, legs, active_player_id)
         else:
             with transaction.atomic():
                 if one_statement:
-                    _insert_in_one_statement(entry, legs)
+                    _insert_in_one_statement(entry, legs, active_player_id)
                 else:
+                    if active_player_id is not None:
+                        _require_active(active_player_id)
                     _insert_statement_by_statement(entry, legs)
     except IntegrityError as exc:
         if _violated_constraint(exc) == "account_balance_not_negative":
@@ -574,6 +620,7 @@ def _simple_transfer(
         external_reference=external_reference,
         metadata=metadata,
         actor=actor,
+        active_player=player if active_only else None,
     )
 
 
@@ -821,6 +868,7 @@ def convert_currency(
             "bought": str(bought),
             **(metadata or {}),
         },
+        active_player=player,
     )
 
 

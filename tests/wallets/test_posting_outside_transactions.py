@@ -10,7 +10,7 @@ from django.db.models.signals import post_save
 
 from tests.wallets.factories import PlayerFactory, fund
 from wallets import errors, selectors, services
-from wallets.models import Account, BalanceDelta, JournalEntry, Posting
+from wallets.models import Account, BalanceDelta, JournalEntry, Player, Posting
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -77,3 +77,22 @@ def test_prepared_statements_survive_a_reconnect():
     connection.close()
     services.debit_bet(player=player, currency="EUR", amount="1.00", idempotency_key="after")
     assert cash(player) == Decimal("9.00")
+
+
+def test_a_player_frozen_after_their_wallet_was_remembered_is_refused_with_nothing_written():
+    player = PlayerFactory()
+    fund(player, "10.00")
+    services.debit_bet(player=player, currency="EUR", amount="1.00", idempotency_key="before")
+    Player.objects.filter(pk=player.pk).update(status=Player.Status.FROZEN)
+    entries = JournalEntry.objects.count()
+
+    with pytest.raises(errors.PlayerBlocked) as refused:
+        services.debit_bet(player=player, currency="EUR", amount="1.00", idempotency_key="after")
+
+    assert refused.value.details == {"status": "frozen"}
+    assert JournalEntry.objects.count() == entries
+    assert cash(player) == Decimal("9.00")
+    # Wins are still paid to a frozen player through the same remembered wallet.
+    services.credit_win(player=player, currency="EUR", amount="2.00", idempotency_key="win")
+    assert cash(player) == Decimal("11.00")
+    assert selectors.ledger_problems() == []
