@@ -83,11 +83,18 @@ def _start(
     return payment
 
 
-def _hosted_page(request, payment, *, title, description, buttons):
+def _hosted_page(request, payment, *, title, description, buttons, asks_payer=True):
     return render(
         request,
         "payments/sandbox/hosted_page.html",
-        {"payment": payment, "title": title, "description": description, "buttons": buttons},
+        {
+            "payment": payment,
+            "title": title,
+            "description": description,
+            "buttons": buttons,
+            # A crypto invoice only knows the address paid to, never the payer's.
+            "asks_payer": asks_payer,
+        },
     )
 
 
@@ -442,6 +449,7 @@ def crypto_invoice_page(request, code, sandbox_id):
         request,
         payment,
         title="Crypto invoice",
+        asks_payer=False,
         description=f"Send {payment.amount} {payment.currency} to {payment.data.get('address')}.",
         buttons=[
             ("exact", "Pay exact"),
