@@ -4,9 +4,8 @@ re-process a webhook) calls a service, which enforces the rules whoever calls it
 
 from django import forms
 from django.contrib import admin, messages
-from django.template.response import TemplateResponse
 
-from wallets.errors import DomainError
+from wallets.admin_kit import ActionFormMixin, ReadOnlyAdmin, ReadOnlyInline
 
 from . import services, tasks
 from .models import (
@@ -26,27 +25,9 @@ from .models import (
 )
 
 
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+class PaymentAdmin(ActionFormMixin, ReadOnlyAdmin):
+    def describe_for_action(self, payment) -> str:
+        return f"{payment} — {payment.amount.normalize()} {payment.currency_id} ({payment.status})"
 
 
 class ReasonForm(forms.Form):
@@ -60,34 +41,6 @@ class OptionalReasonForm(forms.Form):
 class RefundForm(forms.Form):
     amount = forms.DecimalField(max_digits=28, decimal_places=8)
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
-
-
-class ActionFormMixin:
-    def _with_form(self, request, queryset, *, form_class, title, apply):
-        """Show `form_class` for the selected rows; on submit call `apply` for each and
-        report each outcome (a refused row does not stop the others)."""
-        form = form_class(request.POST if "apply" in request.POST else None)
-        if form.is_bound and form.is_valid():
-            for obj in queryset:
-                try:
-                    apply(obj, form.cleaned_data)
-                except DomainError as exc:
-                    self.message_user(request, f"{obj}: {exc.message}", messages.ERROR)
-                else:
-                    self.message_user(request, f"{obj}: done.", messages.SUCCESS)
-            return None
-        return TemplateResponse(
-            request,
-            "admin/payments/action_form.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": title,
-                "form": form,
-                "objects": queryset,
-                "action": request.POST.get("action"),
-                "opts": self.model._meta,
-            },
-        )
 
 
 # --- providers ----------------------------------------------------------------------------
@@ -203,7 +156,7 @@ class ChargebackInline(ReadOnlyInline):
 
 
 @admin.register(Deposit)
-class DepositAdmin(ActionFormMixin, ReadOnlyAdmin):
+class DepositAdmin(PaymentAdmin):
     list_display = [
         "reference",
         "player",
@@ -269,7 +222,7 @@ class ApprovalInline(ReadOnlyInline):
 
 
 @admin.register(Withdrawal)
-class WithdrawalAdmin(ActionFormMixin, ReadOnlyAdmin):
+class WithdrawalAdmin(PaymentAdmin):
     list_display = [
         "reference",
         "player",

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from . import bonus_services, game_services, selectors, services
+from .admin_kit import ActionFormMixin, ReadOnlyAdmin
 from .errors import DomainError
 from .models import (
     Account,
@@ -26,17 +27,6 @@ from .models import (
     PlayerStatusChange,
     Posting,
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Currency)
@@ -82,7 +72,7 @@ class PlayerAccountInline(admin.TabularInline):
 
 
 @admin.register(Player)
-class PlayerAdmin(admin.ModelAdmin):
+class PlayerAdmin(ActionFormMixin, admin.ModelAdmin):
     list_display = ["external_id", "email", "full_name", "country", "status", "created_at"]
     list_filter = ["status", "country"]
     search_fields = ["external_id", "email", "first_name", "last_name"]
@@ -90,34 +80,8 @@ class PlayerAdmin(admin.ModelAdmin):
     inlines = [PlayerAccountInline, StatusChangeInline]
     actions = ["freeze", "unfreeze", "adjust_balance"]
 
-    def _with_form(self, request, queryset, *, form_class, title, apply):
-        """Show `form_class` for the selected players; on submit call `apply` for each."""
-        form = form_class(request.POST if "apply" in request.POST else None)
-        if form.is_bound and form.is_valid():
-            for player in queryset:
-                try:
-                    apply(player, form.cleaned_data)
-                except DomainError as exc:
-                    self.message_user(
-                        request, f"Player {player.external_id}: {exc.message}", messages.ERROR
-                    )
-                else:
-                    self.message_user(
-                        request, f"Player {player.external_id}: done.", messages.SUCCESS
-                    )
-            return None
-        return TemplateResponse(
-            request,
-            "admin/wallets/player/action_form.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": title,
-                "form": form,
-                "players": queryset,
-                "action": request.POST.get("action"),
-                "opts": self.model._meta,
-            },
-        )
+    def describe_for_action(self, player) -> str:
+        return f"{player.external_id} — {player.full_name} ({player.status})"
 
     @admin.action(description="Freeze selected players", permissions=["change"])
     def freeze(self, request, queryset):

@@ -139,7 +139,8 @@ class Command(BaseCommand):
 
     def _pgbench(self, clients: int, seconds: float) -> float:
         """TPC-B-like pgbench in its own scratch database on the same server."""
-        if not shutil.which("pgbench"):
+        pgbench = shutil.which("pgbench")
+        if not pgbench:
             raise CommandError("pgbench is not installed (Debian: postgresql-client).")
         db = settings.DATABASES["default"]
         conn = ["-h", db["HOST"] or "127.0.0.1", "-p", str(db["PORT"] or 5432), "-U", db["USER"]]
@@ -148,11 +149,10 @@ class Command(BaseCommand):
             if cursor.fetchone() is None:
                 cursor.execute("CREATE DATABASE bench_pgbench")
         run = {"check": True, "capture_output": True, "text": True}
-        subprocess.run(["pgbench", *conn, "-i", "-q", "-s", "10", "bench_pgbench"], **run)  # noqa: S603, S607
-        out = subprocess.run(  # noqa: S603
-            ["pgbench", *conn, "-c", str(clients), "-j", "2", "-T", str(int(seconds)), "bench_pgbench"],  # noqa: S607
-            **run,
-        ).stdout
+        initialise = [pgbench, *conn, "-i", "-q", "-s", "10", "bench_pgbench"]
+        measure = [pgbench, *conn, "-c", str(clients), "-j", "2", "-T", str(int(seconds))]
+        subprocess.run(initialise, **run)  # noqa: S603 (our own arguments, no shell)
+        out = subprocess.run([*measure, "bench_pgbench"], **run).stdout  # noqa: S603
         match = re.search(r"tps = ([\d.]+)", out)
         if not match:
             raise CommandError(f"Could not read pgbench's tps:\n{out}")
