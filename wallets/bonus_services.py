@@ -18,7 +18,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from . import services
@@ -72,23 +72,49 @@ def lock_wallet(*, player: Player, currency: str) -> LockedWallet:
     """Lock the player's cash and bonus accounts in `currency` (id order), creating them if
     missing, and read the player's status with them. Call inside a transaction."""
     wanted = (Kind.PLAYER_CASH, Kind.PLAYER_BONUS)
-
-    def locked():
-        return list(
-            Account.objects.select_for_update(no_key=True, of=("self",))
-            .select_related("owner")
-            .filter(owner=player, currency_id=currency, kind__in=wanted)
-            .order_by("pk")
-        )
-
-    accounts = locked()
+    accounts = _locked_accounts(player.pk, currency, wanted)
     if len(accounts) < len(wanted):
         services.open_wallet(player=player, currency=currency)
-        accounts = locked()
+        accounts = _locked_accounts(player.pk, currency, wanted)
     by_kind = {a.kind: a for a in accounts}
     return LockedWallet(
         player=accounts[0].owner, cash=by_kind[Kind.PLAYER_CASH], bonus=by_kind[Kind.PLAYER_BONUS]
     )
+
+
+_ACCOUNT_FIELDS = [f.attname for f in Account._meta.concrete_fields]
+_PLAYER_FIELDS = [f.attname for f in Player._meta.concrete_fields]
+# Every bet, win and rollback runs this: written once as SQL rather than compiled by the ORM
+# on each call (PostgreSQL; same rows and lock as the ORM query below).
+_LOCK_ACCOUNTS_SQL = f"""
+SELECT {", ".join(f"a.{f.column}" for f in Account._meta.concrete_fields)},
+       {", ".join(f"p.{f.column}" for f in Player._meta.concrete_fields)}
+FROM {Account._meta.db_table} a
+JOIN {Player._meta.db_table} p ON p.id = a.owner_id
+WHERE a.owner_id = %s AND a.currency_id = %s AND a.kind = ANY(%s)
+ORDER BY a.id
+FOR NO KEY UPDATE OF a
+"""
+
+
+def _locked_accounts(player_id: int, currency: str, kinds) -> list[Account]:
+    if connection.vendor != "postgresql":
+        return list(
+            Account.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("owner")
+            .filter(owner_id=player_id, currency_id=currency, kind__in=kinds)
+            .order_by("pk")
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_ACCOUNTS_SQL, [player_id, currency, list(kinds)])
+        rows = cursor.fetchall()
+    accounts = []
+    split = len(_ACCOUNT_FIELDS)
+    for row in rows:
+        account = Account.from_db(connection.alias, _ACCOUNT_FIELDS, row[:split])
+        account.owner = Player.from_db(connection.alias, _PLAYER_FIELDS, row[split:])
+        accounts.append(account)
+    return accounts
 
 
 def bonus_expense_account(currency: str) -> Account:

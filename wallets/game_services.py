@@ -15,6 +15,7 @@ bonus expense account once it was forfeited. The game house account of the provi
 """
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -29,7 +30,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from . import bonus_services, services
@@ -135,14 +137,26 @@ class BetSettled(DomainError):
 
 
 def _cipher() -> MultiFernet:
-    keys = settings.GAME_PROVIDER_SECRET_KEYS
+    keys = tuple(settings.GAME_PROVIDER_SECRET_KEYS)
     if not keys:
         # The demo has no key configured: derive one from SECRET_KEY, so rotating SECRET_KEY
         # there makes stored provider secrets unreadable (production sets its own keys).
-        derived = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"wallets.game-provider-secret"
-        ).derive(settings.SECRET_KEY.encode())
-        keys = [base64.urlsafe_b64encode(derived)]
+        keys = (_derived_key(settings.SECRET_KEY),)
+    return _cipher_for(keys)
+
+
+@functools.lru_cache(maxsize=8)
+def _derived_key(secret_key: str) -> bytes:
+    derived = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"wallets.game-provider-secret"
+    ).derive(secret_key.encode())
+    return base64.urlsafe_b64encode(derived)
+
+
+# Keyed by the key material itself, so changed settings (a test override, a key rotation on
+# restart) build a new cipher; every signed call needs one, and building it is not free.
+@functools.lru_cache(maxsize=8)
+def _cipher_for(keys: tuple) -> MultiFernet:
     return MultiFernet([Fernet(key) for key in keys])
 
 
@@ -179,8 +193,15 @@ def rotate_provider_secret(*, provider: GameProvider) -> str:
 
 
 def provider_secret(provider: GameProvider) -> str:
+    return _decrypted(provider.secret_ciphertext, _cipher())
+
+
+# Keyed by the ciphertext (and cipher): a rotated secret is a new ciphertext, so the old one
+# is never served from here once the row changed. Decrypting is an AES + HMAC per call.
+@functools.lru_cache(maxsize=256)
+def _decrypted(ciphertext: str, cipher: MultiFernet) -> str:
     try:
-        return _cipher().decrypt(provider.secret_ciphertext.encode()).decode()
+        return cipher.decrypt(ciphertext.encode()).decode()
     except InvalidToken:
         raise InvalidSignature("The provider's secret cannot be decrypted.") from None
 
@@ -190,6 +211,36 @@ def signature_for(*, secret: str, timestamp: str, body: bytes) -> str:
     stops a captured call from being replayed later with a fresh timestamp."""
     message = timestamp.encode() + b"." + body
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+_PROVIDER_FIELDS = [f.attname for f in GameProvider._meta.concrete_fields]
+_PROVIDER_CURRENCIES = GameProvider._meta.get_field("currencies")
+# The provider row and its currency codes in one statement (PostgreSQL).
+_PROVIDER_SQL = f"""
+SELECT {", ".join(f"gp.{f.column}" for f in GameProvider._meta.concrete_fields)},
+       COALESCE(array_agg(c.{_PROVIDER_CURRENCIES.m2m_reverse_name()})
+                FILTER (WHERE c.{_PROVIDER_CURRENCIES.m2m_reverse_name()} IS NOT NULL), '{{}}')
+FROM {GameProvider._meta.db_table} gp
+LEFT JOIN {_PROVIDER_CURRENCIES.m2m_db_table()} c
+    ON c.{_PROVIDER_CURRENCIES.m2m_column_name()} = gp.id
+WHERE gp.key_id = %s
+GROUP BY gp.id
+"""
+
+
+def _provider_by_key(key_id: str) -> GameProvider | None:
+    """Read on every call, never cached: a rotated secret or a disabled provider takes effect
+    at once in every worker process."""
+    if connection.vendor != "postgresql":
+        return GameProvider.objects.prefetch_related("currencies").filter(key_id=key_id).first()
+    with connection.cursor() as cursor:
+        cursor.execute(_PROVIDER_SQL, [key_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    provider = GameProvider.from_db(connection.alias, _PROVIDER_FIELDS, row[:-1])
+    provider.currency_codes = row[-1]
+    return provider
 
 
 def authenticate_provider(
@@ -205,7 +256,7 @@ def authenticate_provider(
     skew = abs(timezone.now().timestamp() - sent_at)
     if skew > settings.GAME_WALLET_SIGNATURE_TOLERANCE_SECONDS:
         raise InvalidSignature("The timestamp is outside the allowed window.", skew=int(skew))
-    provider = GameProvider.objects.prefetch_related("currencies").filter(key_id=key_id).first()
+    provider = _provider_by_key(key_id)
     if provider is None:
         raise InvalidSignature("Unknown key.")
     expected = signature_for(secret=provider_secret(provider), timestamp=timestamp, body=body)
@@ -269,8 +320,17 @@ def _check_currency(provider: GameProvider, currency: str) -> None:
         services.currency_exponent(currency)
     except UnknownCurrency:
         raise CurrencyMismatch(f"Unknown currency {currency!r}.", currency=currency) from None
-    if currency not in {c.code for c in provider.currencies.all()}:
+    if currency not in _currency_codes(provider):
         raise CurrencyMismatch(f"{currency} is not enabled for {provider.code}.", currency=currency)
+
+
+def _currency_codes(provider: GameProvider) -> set[str]:
+    """The provider's currencies: from `authenticate_provider`'s query when it loaded the
+    provider, otherwise from the relation (prefetched by the callers that have it)."""
+    codes = getattr(provider, "currency_codes", None)
+    if codes is None:
+        codes = [c.code for c in provider.currencies.all()]
+    return set(codes)
 
 
 # NUMERIC(28, 8) holds 20 integer digits; far below that, no real stake or win is this big.
@@ -291,30 +351,74 @@ def _amount(amount, currency: str, *, allow_zero: bool = False) -> Decimal:
     return value
 
 
+def _request_hash(**request) -> str:
+    canonical = json.dumps(request, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def _player(player_id: str) -> Player:
-    player = Player.objects.filter(external_id=player_id).first()
+    return _found(Player.objects.filter(external_id=player_id).first(), player_id)
+
+
+def _found(player: Player | None, player_id: str) -> Player:
     if player is None:
         raise PlayerNotFound(f"No player {player_id!r}.", player_id=player_id)
     return player
 
 
-def _request_hash(**request) -> str:
-    canonical = json.dumps(request, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+_RECORDED = ("pk", "status", "request_hash", "kind")
+
+
+def _recorded(provider: GameProvider, transaction_id: str):
+    return GameTransaction.objects.filter(
+        provider=provider, transaction_id=transaction_id
+    ).order_by()
+
+
+# The player's status is read later, with the wallet lock; the rest of the row is deferred.
+_PLAYER_FIELDS = ["id", "external_id"]
+# One round trip before every call: the player and whatever this transaction id already
+# recorded. The one-row FROM keeps the answer a row even when neither exists.
+_PLAYER_OR_REPLAY_SQL = f"""
+SELECT p.id, p.external_id, t.id, t.status, t.request_hash, t.kind
+FROM (SELECT 1) AS one
+LEFT JOIN {Player._meta.db_table} p ON p.external_id = %s
+LEFT JOIN {GameTransaction._meta.db_table} t ON t.provider_id = %s AND t.transaction_id = %s
+"""
+
+
+def _player_or_replay(
+    *, player_id: str, provider: GameProvider, transaction_id: str, kind: str, request_hash: str
+) -> tuple[Player | None, GameOutcome | None]:
+    """The player (None if unknown), and the stored answer if this transaction id was already
+    processed (see `_replay`), read in one query: this runs before every call."""
+    with connection.cursor() as cursor:
+        cursor.execute(_PLAYER_OR_REPLAY_SQL, [player_id, provider.pk, transaction_id])
+        row = cursor.fetchone()
+    player_row, found = row[: len(_PLAYER_FIELDS)], row[len(_PLAYER_FIELDS) :]
+    player = None
+    if player_row[0] is not None:
+        player = Player.from_db(connection.alias, _PLAYER_FIELDS, player_row)
+    if found[0] is None:
+        return player, None
+    return player, _replayed(
+        found, transaction_id=transaction_id, kind=kind, request_hash=request_hash
+    )
 
 
 def _replay(
     *, provider: GameProvider, transaction_id: str, kind: str, request_hash: str
 ) -> GameOutcome | None:
     """The stored answer if this transaction id was already processed, a duplicate or
-    rolled-back refusal if it was used otherwise, None if it is new. Runs on every call, so
-    the common (new) case is one narrow index lookup."""
-    found = GameTransaction.objects.filter(
-        provider=provider, transaction_id=transaction_id
-    ).values_list("pk", "status", "request_hash", "kind")[:1]
+    rolled-back refusal if it was used otherwise, None if it is new."""
+    found = _recorded(provider, transaction_id).values_list(*_RECORDED)[:1]
     if not found:
         return None
-    pk, status, stored_hash, stored_kind = found[0]
+    return _replayed(found[0], transaction_id=transaction_id, kind=kind, request_hash=request_hash)
+
+
+def _replayed(found, *, transaction_id: str, kind: str, request_hash: str) -> GameOutcome:
+    pk, status, stored_hash, stored_kind = found
     if status == TxStatus.TOMBSTONE and kind == TxKind.BET:
         raise TransactionRolledBack(
             f"Bet {transaction_id} was rolled back before it arrived.",
@@ -330,6 +434,30 @@ def _replay(
     return GameOutcome(done, is_replay=True)
 
 
+_ROUND_COLUMNS = [f.column for f in GameRound._meta.concrete_fields]
+# Creates the round or, if it exists, locks it, in one statement: the no-op DO UPDATE takes the
+# same row lock as SELECT ... FOR NO KEY UPDATE (no key column changes) and returns the row as
+# it is after any concurrent writer committed, like the lock would.
+_UPSERT_ROUND_SQL = f"""
+INSERT INTO {GameRound._meta.db_table}
+    (provider_id, round_id, player_id, currency_id, game_id, status, created_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (provider_id, round_id) DO UPDATE SET status = {GameRound._meta.db_table}.status
+RETURNING {", ".join(_ROUND_COLUMNS)}
+"""
+
+
+def _upsert_locked_round(
+    *, provider: GameProvider, round_id: str, player: Player, currency: str, game_id: str
+) -> GameRound:
+    params = [provider.pk, round_id, player.pk, currency, game_id, GameRound.Status.OPEN]
+    with connection.cursor() as cursor:
+        cursor.execute(_UPSERT_ROUND_SQL, [*params, timezone.now()])
+        row = cursor.fetchone()
+    names = [f.attname for f in GameRound._meta.concrete_fields]
+    return GameRound.from_db(connection.alias, names, row)
+
+
 def _locked_round(
     *,
     provider: GameProvider,
@@ -339,24 +467,29 @@ def _locked_round(
     game_id: str = "",
     create: bool,
 ) -> GameRound:
-    if create:
-        GameRound.objects.bulk_create(
-            [
-                GameRound(
-                    provider=provider,
-                    round_id=round_id,
-                    player=player,
-                    currency_id=currency,
-                    game_id=game_id,
-                )
-            ],
-            ignore_conflicts=True,
+    if create and connection.vendor == "postgresql":
+        game_round = _upsert_locked_round(
+            provider=provider, round_id=round_id, player=player, currency=currency, game_id=game_id
         )
-    game_round = (
-        GameRound.objects.select_for_update(no_key=True)
-        .filter(provider=provider, round_id=round_id)
-        .first()
-    )
+    else:
+        if create:
+            GameRound.objects.bulk_create(
+                [
+                    GameRound(
+                        provider=provider,
+                        round_id=round_id,
+                        player=player,
+                        currency_id=currency,
+                        game_id=game_id,
+                    )
+                ],
+                ignore_conflicts=True,
+            )
+        game_round = (
+            GameRound.objects.select_for_update(no_key=True)
+            .filter(provider=provider, round_id=round_id)
+            .first()
+        )
     if game_round is None:
         raise TransactionNotFound(f"Round {round_id} is unknown.", round_id=round_id)
     if game_round.player_id != player.pk:
@@ -370,10 +503,21 @@ def _locked_round(
     return game_round
 
 
+# Accounts are never deleted and a system account is never locked (its balance is rolled up),
+# so once its row is committed its id is all a leg needs: remember it per process. Only after
+# the commit: an account created by a transaction that then rolled back never existed.
+_houses: dict[tuple, Account] = {}
+
+
 def _house(provider: GameProvider, currency: str) -> Account:
-    return services.system_account(
-        kind=Kind.GAME_HOUSE, currency=currency, system_code=provider.code
-    )
+    key = (connection.settings_dict["NAME"], provider.pk, provider.code, currency)
+    house = _houses.get(key)
+    if house is None:
+        house = services.system_account(
+            kind=Kind.GAME_HOUSE, currency=currency, system_code=provider.code
+        )
+        transaction.on_commit(lambda: _houses.setdefault(key, house))
+    return house
 
 
 def _post(*, wallet: LockedWallet, legs: list[tuple[Account, Decimal]], **entry) -> JournalEntry:
@@ -475,9 +619,10 @@ def place_bet(
         "kind": TxKind.BET,
         "request_hash": request_hash,
     }
-    if replay := _replay(**lookup):
+    player, replay = _player_or_replay(player_id=player_id, **lookup)
+    if replay is not None:
         return replay
-    player = _player(player_id)
+    player = _found(player, player_id)
     _check_session(session_token, player=player, provider=provider, currency=currency)
     try:
         with transaction.atomic():
@@ -603,21 +748,31 @@ def settle_win(
         "kind": TxKind.WIN,
         "request_hash": request_hash,
     }
-    if replay := _replay(**lookup):
+    player, replay = _player_or_replay(player_id=player_id, **lookup)
+    if replay is not None:
         return replay
-    player = _player(player_id)
+    player = _found(player, player_id)
     try:
         with transaction.atomic():
             game_round = _locked_round(
                 provider=provider, round_id=round_id, player=player, currency=currency, create=False
             )
-            if replay := _replay(**lookup):
-                return replay
+            # The retry check and the round's standing bets in one read, under the round lock.
+            rows = list(
+                GameTransaction.objects.filter(
+                    Q(provider=provider, transaction_id=transaction_id)
+                    | Q(round=game_round, kind=TxKind.BET, status=TxStatus.ACCEPTED)
+                )
+            )
+            standing = [row for row in rows if row.transaction_id != transaction_id]
+            if len(standing) < len(rows):
+                recorded = next(row for row in rows if row.transaction_id == transaction_id)
+                found = [getattr(recorded, field) for field in _RECORDED]
+                return _replayed(
+                    found, transaction_id=transaction_id, kind=TxKind.WIN, request_hash=request_hash
+                )
             if game_round.status == GameRound.Status.CLOSED:
                 raise RoundClosed(f"Round {round_id} is closed.", round_id=round_id)
-            standing = list(
-                game_round.transactions.filter(kind=TxKind.BET, status=TxStatus.ACCEPTED)
-            )
             if bet_transaction_id:
                 standing = [b for b in standing if b.transaction_id == bet_transaction_id]
                 if not standing:
@@ -726,11 +881,12 @@ def rollback_bet(
         "kind": TxKind.ROLLBACK,
         "request_hash": request_hash,
     }
-    if replay := _replay(**lookup):
+    player, replay = _player_or_replay(player_id=player_id, **lookup)
+    if replay is not None:
         return replay
     if bet_transaction_id == transaction_id:
         raise GameBadRequest("A rollback needs its own transaction id.")
-    player = _player(player_id)
+    player = _found(player, player_id)
     try:
         with transaction.atomic():
             game_round = _locked_round(
