@@ -27,26 +27,51 @@ TIMESTAMP_PATTERN = (
 
 
 class Columns:
-    """Column references by header name for one file's header line."""
+    """Column references by header name for one file's header line.
 
-    def __init__(self, header: list[str]):
+    Inline (the default), each reference is the expression over the raw text column itself.
+    `staged=True` is for the one statement every line of a good file pays for: a reference
+    names a column of an inner subquery (`staged_columns`) that trims, lower-cases or casts
+    each raw column once per line, however many normalized fields read it.
+    """
+
+    def __init__(self, header: list[str], *, staged: bool = False):
         self.index = {}
         for position, name in enumerate(header, start=1):
             self.index.setdefault(normalize_header(name), position)
+        self.staged = staged
+        self.used: dict[str, str] = {}
 
     def has(self, name: str) -> bool:
         return normalize_header(name) in self.index
+
+    def _ref(self, prefix: str, position: int, expression: str) -> str:
+        if not self.staged:
+            return expression
+        alias = f"{prefix}{position}"
+        self.used[alias] = expression
+        return alias
 
     def raw(self, name: str) -> str:
         """The trimmed text of a column, NULL when blank or when the file lacks the column."""
         position = self.index.get(normalize_header(name))
         if position is None:
             return "NULL::text"
-        return f"nullif(btrim(c{position}), '')"
+        return self._ref("t", position, f"nullif(btrim(c{position}), '')")
+
+    def lower(self, name: str) -> str:
+        """The trimmed text of a column in lower case (type names are matched that way)."""
+        position = self.index.get(normalize_header(name))
+        if position is None:
+            return "NULL::text"
+        return self._ref("l", position, f"lower(nullif(btrim(c{position}), ''))")
 
     def amount(self, name: str) -> str:
         """A decimal column; blank counts as zero (Adyen leaves unused debit/credit blank)."""
-        return f"coalesce({self.raw(name)}::numeric, 0)"
+        position = self.index.get(normalize_header(name))
+        if position is None:
+            return "0::numeric"
+        return self._ref("a", position, f"coalesce(nullif(btrim(c{position}), '')::numeric, 0)")
 
     def first(self, *names: str) -> str:
         """The first of several alternative column names the file has (e.g. created_utc or
@@ -55,6 +80,11 @@ class Columns:
             if self.has(name):
                 return self.raw(name)
         return "NULL::text"
+
+    def staged_columns(self) -> str:
+        """The select list of the inner subquery the staged references name (call it after
+        building every expression that uses them)."""
+        return ", ".join(f"{expression} AS {alias}" for alias, expression in self.used.items())
 
 
 def normalize_header(name: str) -> str:
@@ -65,13 +95,13 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def case_map(expression: str, mapping: dict[str, str], default: str) -> str:
-    """CASE lower(expression) WHEN 'a' THEN 'x' … ELSE default END."""
+def case_map(lowered: str, mapping: dict[str, str], default: str) -> str:
+    """CASE lowered WHEN 'a' THEN 'x' … ELSE default END; `lowered` is already lower case."""
     whens = " ".join(
         f"WHEN {sql_literal(source.lower())} THEN {sql_literal(target)}"
         for source, target in mapping.items()
     )
-    return f"(CASE lower({expression}) {whens} ELSE {sql_literal(default)} END)"
+    return f"(CASE {lowered} {whens} ELSE {sql_literal(default)} END)"
 
 
 @dataclass(frozen=True)
@@ -119,7 +149,8 @@ def types_of(mapping: dict[str, str], *record_types: str) -> str:
 
 
 def _adyen(c: Columns) -> dict[str, str]:
-    record_type = case_map(c.raw("Type"), ADYEN_TYPES, RT.OTHER)
+    provider_type = c.lower("Type")
+    record_type = case_map(provider_type, ADYEN_TYPES, RT.OTHER)
     net = f"({c.amount('Net Credit (NC)')} - {c.amount('Net Debit (NC)')})"
     gross = f"({c.amount('Gross Credit (GC)')} - {c.amount('Gross Debit (GC)')})"
     # Interchange++ merchants see markup, scheme fees and interchange; blended ones only
@@ -130,7 +161,6 @@ def _adyen(c: Columns) -> dict[str, str]:
     )
     # Tested on the raw type, not on `record_type`: each use of that CASE would evaluate it
     # again, on every line.
-    provider_type = f"lower({c.raw('Type')})"
     is_fee = f"{provider_type} IN ({types_of(ADYEN_TYPES, RT.FEE)})"
     is_payout = f"{provider_type} IN ({types_of(ADYEN_TYPES, RT.MERCHANT_PAYOUT)})"
     is_own_reference = f"{provider_type} IN ({types_of(ADYEN_TYPES, RT.PAYMENT, RT.PLAYER_PAYOUT)})"
@@ -208,8 +238,8 @@ STRIPE_CATEGORIES = {
 
 
 def _stripe(c: Columns) -> dict[str, str]:
-    record_type = case_map(c.raw("reporting_category"), STRIPE_CATEGORIES, RT.OTHER)
-    category = f"lower({c.raw('reporting_category')})"
+    category = c.lower("reporting_category")
+    record_type = case_map(category, STRIPE_CATEGORIES, RT.OTHER)
     is_fee = f"{category} IN ({types_of(STRIPE_CATEGORIES, RT.FEE)})"
     is_payment = f"{category} IN ({types_of(STRIPE_CATEGORIES, RT.PAYMENT)})"
     gross, fee, net = c.amount("gross"), c.amount("fee"), c.amount("net")
@@ -278,7 +308,7 @@ def _sandbox(c: Columns) -> dict[str, str]:
     known = {t.value: t.value for t in RT}
     return {
         "provider_type": c.raw("record_type"),
-        "record_type": case_map(c.raw("record_type"), known, RT.OTHER),
+        "record_type": case_map(c.lower("record_type"), known, RT.OTHER),
         "provider_reference": f"coalesce({c.raw('provider_reference')}, '')",
         "payment_reference": f"coalesce({c.raw('payment_reference')}, '')",
         "merchant_reference": f"coalesce({c.raw('merchant_reference')}, '')",

@@ -206,7 +206,7 @@ def _load(report: SettlementImport, layout: Layout, progress: Progress) -> tuple
     cast_error = ""
     if not errors:
         try:
-            inserted = _insert_lines(report, columns, layout)
+            inserted = _insert_lines(report, Columns(header, staged=True), layout)
         except DataError as error:
             diag = getattr(error.__cause__, "diag", None)
             cast_error = (diag.message_primary if diag else None) or str(error)
@@ -436,8 +436,13 @@ _NORMALIZED_FIELDS = (
 
 
 def _insert_lines(report: SettlementImport, columns: Columns, layout: Layout) -> int:
+    """`columns` is staged: three nested selects, so each raw column is trimmed and cast once,
+    each normalized field computed once, however often the checks and the fingerprint read
+    them (OFFSET 0 keeps each level whole; flattened, every reference would be evaluated
+    again per line)."""
     expressions = layout.expressions(columns)
     selected = ", ".join(f"{expressions[name]} AS {name}" for name in _NORMALIZED_FIELDS)
+    raw_suspicious = _suspicious_raw(columns, layout, report.provider_code)
     # The fingerprint of a line is its normalized content, so the same line in a corrected
     # or overlapping report is recognised whatever its position or the file's formatting.
     fingerprint = (
@@ -458,11 +463,9 @@ def _insert_lines(report: SettlementImport, columns: Columns, layout: Layout) ->
         "left(coalesce(provider_type, ''), 64), "
         "provider_reference, payment_reference, merchant_reference, gross, fee, net, currency, "
         f"net_currency, booked_at, batch, {fingerprint} "
-        f"FROM (SELECT line_no, {selected}, "
-        f"({_suspicious_raw(columns, layout, report.provider_code)}) AS raw_suspicious "
-        # OFFSET 0 keeps the subquery whole: flattened, each normalized expression would be
-        # evaluated again for every reference to it above.
-        f"FROM {RAW_TABLE} OFFSET 0) normalized "
+        f"FROM (SELECT line_no, {selected}, ({raw_suspicious}) AS raw_suspicious "
+        f"FROM (SELECT line_no, {columns.staged_columns()} FROM {RAW_TABLE} OFFSET 0) staged "
+        "OFFSET 0) normalized "
         "ON CONFLICT (provider_code, line_hash) DO NOTHING"
     )
     with connection.cursor() as cursor, transaction.atomic():

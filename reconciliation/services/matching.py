@@ -167,6 +167,7 @@ def _match(run: ReconciliationRun, as_of: datetime, progress: Progress) -> dict:
     paired = _fetch("SELECT count(*) FROM recon_pairs")[0][0]
 
     progress.update(force=True, rows_processed=paired, phase="classifying")
+    _create_batch_nets()
     _classify(run, as_of)
     # The break queries below join the rows just written; statistics from before them (an
     # empty table, say) would make the planner loop over them.
@@ -174,13 +175,13 @@ def _match(run: ReconciliationRun, as_of: datetime, progress: Progress) -> dict:
     progress.update(force=True, rows_processed=total, phase="breaks")
     pending_internal = _record_breaks(run, as_of)
     summary = _summary(run, codes, total, pending_internal, chargebacks)
-    _exec("DROP TABLE recon_policy, recon_open, recon_tx, recon_pairs")
+    _exec("DROP TABLE recon_policy, recon_open, recon_tx, recon_pairs, recon_batch_net")
     return summary
 
 
 def create_policy_table(codes: list[str]) -> None:
     """Temporary `recon_policy`: each provider's tolerances and the span its reports cover."""
-    _exec("DROP TABLE IF EXISTS recon_policy, recon_open, recon_tx, recon_pairs")
+    _exec("DROP TABLE IF EXISTS recon_policy, recon_open, recon_tx, recon_pairs, recon_batch_net")
     _exec(
         "CREATE TEMPORARY TABLE recon_policy (provider_code text PRIMARY KEY, "
         "tolerance numeric, match_window interval, grace interval, covered_from timestamptz, "
@@ -352,7 +353,11 @@ def _mark_duplicates() -> None:
     _exec(
         "UPDATE recon_pairs p SET is_repeat = true FROM ("
         "SELECT line_id, row_number() OVER (PARTITION BY kind, tx_id ORDER BY line_id) AS n "
-        "FROM recon_pairs) numbered WHERE numbered.n > 1 AND numbered.line_id = p.line_id"
+        # Only transactions paired more than once can have a repeat: a hash aggregate finds
+        # those few, so the window sorts them instead of every pair.
+        "FROM recon_pairs WHERE (kind, tx_id) IN (SELECT kind, tx_id FROM recon_pairs "
+        "GROUP BY kind, tx_id HAVING count(*) > 1)"
+        ") numbered WHERE numbered.n > 1 AND numbered.line_id = p.line_id"
     )
 
 
@@ -434,7 +439,7 @@ def _classify(run: ReconciliationRun, as_of: datetime) -> None:
         "JOIN recon_policy pol ON pol.provider_code = l.provider_code "
         "LEFT JOIN recon_pairs p ON p.line_id = l.id "
         "LEFT JOIN recon_tx t ON t.kind = p.kind AND t.id = p.tx_id "
-        f"LEFT JOIN ({_BATCH_NET}) b ON l.record_type = '{RT.MERCHANT_PAYOUT}' "
+        f"LEFT JOIN recon_batch_net b ON l.record_type = '{RT.MERCHANT_PAYOUT}' "
         "AND b.provider_code = l.provider_code AND b.batch = l.batch "
         "AND b.net_currency = l.net_currency"
         ") classified",
@@ -442,14 +447,20 @@ def _classify(run: ReconciliationRun, as_of: datetime) -> None:
     )
 
 
-# What a payout batch adds up to: every line in it but payouts, from any import.
-# A batch holding several currencies has one payout per currency.
-_BATCH_NET = (
-    f"SELECT s.provider_code, s.batch, s.net_currency, sum(s.net) AS batch_net FROM {LINE} s "
-    "WHERE s.batch <> '' AND s.record_type <> 'merchant_payout' "
-    "AND (s.provider_code, s.batch) IN (SELECT provider_code, batch FROM recon_open "
-    "WHERE record_type = 'merchant_payout') GROUP BY s.provider_code, s.batch, s.net_currency"
-)
+def _create_batch_nets() -> None:
+    """Temporary `recon_batch_net`: what each payout batch of the open payout lines adds up
+    to, per net currency (a batch holding several currencies has one payout per currency):
+    every line in it but payouts, from any import. Summed once here; classification and the
+    breaks read the few rows instead of summing the batches' lines again each."""
+    _exec(
+        "CREATE TEMPORARY TABLE recon_batch_net ON COMMIT DROP AS "
+        f"SELECT s.provider_code, s.batch, s.net_currency, sum(s.net) AS batch_net FROM {LINE} s "
+        f"WHERE s.batch <> '' AND s.record_type <> '{RT.MERCHANT_PAYOUT}' "
+        "AND (s.provider_code, s.batch) IN (SELECT provider_code, batch FROM recon_open "
+        f"WHERE record_type = '{RT.MERCHANT_PAYOUT}') "
+        "GROUP BY s.provider_code, s.batch, s.net_currency"
+    )
+    _exec("ANALYZE recon_batch_net")
 
 
 def _record_breaks(run: ReconciliationRun, as_of: datetime) -> int:
@@ -485,7 +496,7 @@ def _record_breaks(run: ReconciliationRun, as_of: datetime) -> int:
         "'open', '', %(run)s, %(run)s, %(now)s, %(now)s "
         f"FROM {MATCH} m JOIN recon_open l ON l.id = m.line_id "
         "LEFT JOIN recon_tx t ON t.kind = m.internal_kind AND t.id = m.internal_id "
-        f"LEFT JOIN ({_BATCH_NET}) b ON l.record_type = 'merchant_payout' "
+        "LEFT JOIN recon_batch_net b ON l.record_type = 'merchant_payout' "
         "AND b.provider_code = l.provider_code AND b.batch = l.batch "
         "AND b.net_currency = l.net_currency "
         f"WHERE m.run_id = %(run)s AND m.status = '{LM.BREAK}' " + upsert,
