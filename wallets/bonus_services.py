@@ -271,6 +271,9 @@ def active_bonus_for_play(*, wallet: LockedWallet, currency: str) -> Bonus | Non
 
 def lock_bonuses(ids) -> dict[int, Bonus]:
     """Row-lock bonuses by id (id order). Call inside a transaction, after `lock_wallet`."""
+    if not ids:
+        # Most wins pay stakes that had no bonus share: skip building a query for nothing.
+        return {}
     return {b.pk: b for b in Bonus.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
 
 
