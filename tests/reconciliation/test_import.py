@@ -384,6 +384,18 @@ def test_unknown_currency_time_zone_and_foreign_provider_are_refused():
     assert SettlementLine.objects.count() == 0
 
 
+def test_a_currency_we_do_not_keep_is_refused_even_when_every_amount_is_whole():
+    # Whole amounts pass every decimals test, so only the currency check can refuse the line.
+    row = adyen_row("Settled", psp="P1", gross_credit="10", net_credit="10")
+    row["Net Currency"] = "XXX"
+    with pytest.raises(MalformedReport) as refused:
+        load(Layout.ADYEN, write_csv(ADYEN_COLUMNS, [row]))
+    assert [(e["line"], e["column"]) for e in refused.value.details["errors"]] == [
+        (2, "net_currency")
+    ]
+    assert SettlementLine.objects.count() == 0
+
+
 def test_a_file_with_only_a_header_is_refused():
     with pytest.raises(MalformedReport):
         load(Layout.STRIPE, write_csv(STRIPE_COLUMNS, []), provider="stripe")
