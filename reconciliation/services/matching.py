@@ -175,13 +175,19 @@ def _match(run: ReconciliationRun, as_of: datetime, progress: Progress) -> dict:
     progress.update(force=True, rows_processed=total, phase="breaks")
     pending_internal = _record_breaks(run, as_of)
     summary = _summary(run, codes, total, pending_internal, chargebacks)
-    _exec("DROP TABLE recon_policy, recon_open, recon_tx, recon_pairs, recon_batch_net")
+    _exec(
+        "DROP TABLE recon_policy, recon_open, recon_tx, recon_pairs, recon_batch_net, "
+        "recon_unpaired"
+    )
     return summary
 
 
 def create_policy_table(codes: list[str]) -> None:
     """Temporary `recon_policy`: each provider's tolerances and the span its reports cover."""
-    _exec("DROP TABLE IF EXISTS recon_policy, recon_open, recon_tx, recon_pairs, recon_batch_net")
+    _exec(
+        "DROP TABLE IF EXISTS recon_policy, recon_open, recon_tx, recon_pairs, recon_batch_net, "
+        "recon_unpaired"
+    )
     _exec(
         "CREATE TEMPORARY TABLE recon_policy (provider_code text PRIMARY KEY, "
         "tolerance numeric, match_window interval, grace interval, covered_from timestamptz, "
@@ -502,25 +508,25 @@ def _record_breaks(run: ReconciliationRun, as_of: datetime) -> int:
         f"WHERE m.run_id = %(run)s AND m.status = '{LM.BREAK}' " + upsert,
         params,
     )
-    # Our completed transactions no line pairs with, past the grace period before the end
-    # of what the provider's reports cover.
+    # Our completed transactions no line pairs with (one anti-join of the million pairs for
+    # both uses below): past the grace period before the end of what the provider's reports
+    # cover they are breaks, within it pending.
+    _exec(
+        "CREATE TEMPORARY TABLE recon_unpaired ON COMMIT DROP AS "
+        "SELECT t.*, t.happened_at <= pol.covered_to - pol.grace AS is_due "
+        "FROM recon_tx t JOIN recon_policy pol ON pol.provider_code = t.provider_code "
+        "WHERE t.is_completed AND NOT t.is_taken "
+        "AND NOT EXISTS (SELECT 1 FROM recon_pairs p WHERE p.kind = t.kind AND p.tx_id = t.id)"
+    )
     _exec(
         columns + "SELECT 'missing_at_provider', 'missing_at_provider:' || t.kind || ':' || t.id, "
         "t.provider_code, t.currency, NULL, t.kind, t.id, t.reference, t.amount, 0, -t.amount, "
         "left(t.kind || ' ' || t.status || ' ' || t.provider_reference, 255), "
         "'open', '', %(run)s, %(run)s, %(now)s, %(now)s "
-        "FROM recon_tx t JOIN recon_policy pol ON pol.provider_code = t.provider_code "
-        "WHERE t.is_completed AND NOT t.is_taken AND t.happened_at <= pol.covered_to - pol.grace "
-        "AND NOT EXISTS (SELECT 1 FROM recon_pairs p WHERE p.kind = t.kind AND p.tx_id = t.id) "
-        + upsert,
+        "FROM recon_unpaired t WHERE t.is_due " + upsert,
         params,
     )
-    pending_internal = _fetch(
-        "SELECT count(*) FROM recon_tx t JOIN recon_policy pol "
-        "ON pol.provider_code = t.provider_code "
-        "WHERE t.is_completed AND NOT t.is_taken AND t.happened_at > pol.covered_to - pol.grace "
-        "AND NOT EXISTS (SELECT 1 FROM recon_pairs p WHERE p.kind = t.kind AND p.tx_id = t.id)"
-    )[0][0]
+    pending_internal = _fetch("SELECT count(*) FROM recon_unpaired WHERE NOT is_due")[0][0]
     # Breaks of these providers this run did not see again are gone: cleared, with the
     # audit row a transition by hand would leave. Awaiting approval stays with its approver.
     _exec(
