@@ -350,6 +350,9 @@ class Command(BaseCommand):
                 [CODE],
             )
             cursor.execute(f"DELETE FROM {tables['line']} WHERE provider_code = %s", [CODE])
+            for stored in SettlementImport.objects.filter(provider_code=CODE):
+                # The stored report (161 MB) would outlive its row otherwise.
+                stored.file.delete(save=False)
             SettlementImport.objects.filter(provider_code=CODE).delete()
             ReconciliationRun.objects.filter(provider_code=CODE).delete()
             if provider is not None:
