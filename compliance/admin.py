@@ -14,7 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from wallets.admin import ReadOnlyAdmin
+from wallets.admin_kit import ReadOnlyAdmin, ReadOnlyInline
 from wallets.errors import DomainError
 
 from . import rules, services
@@ -155,18 +155,6 @@ class NoAddDeleteMixin:
         return False
 
     def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
         return False
 
 

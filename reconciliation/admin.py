@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from payments.models import PaymentProvider
+from wallets.admin_kit import ReadOnlyAdmin, ReadOnlyInline
 from wallets.errors import DomainError
 
 from . import selectors, services
@@ -28,17 +29,6 @@ from .models import (
     SettlementLine,
 )
 from .services import queueing
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 def progress(obj) -> str:
@@ -501,15 +491,11 @@ class BreakAdmin(ReadOnlyAdmin):
         return request.user.has_perm("reconciliation.approve_write_off")
 
 
-class AlertInline(admin.TabularInline):
+class AlertInline(ReadOnlyInline):
     model = IntegrityAlert
     fields = ["message", "acknowledged_by", "acknowledged_at"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
+    show_change_link = False
 
 
 @admin.register(IntegrityRun)

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from . import bonus_services, game_services, selectors, services
-from .admin_kit import ActionFormMixin, ReadOnlyAdmin
+from .admin_kit import ActionFormMixin, ReadOnlyAdmin, ReadOnlyInline
 from .errors import DomainError
 from .models import (
     Account,
@@ -48,27 +48,17 @@ class AdjustmentForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
 
 
-class StatusChangeInline(admin.TabularInline):
+class StatusChangeInline(ReadOnlyInline):
     model = PlayerStatusChange
     fields = ["created_at", "from_status", "to_status", "actor", "reason"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
+    show_change_link = False
 
 
-class PlayerAccountInline(admin.TabularInline):
+class PlayerAccountInline(ReadOnlyInline):
     model = Account
     fields = ["currency", "kind", "balance"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Player)
@@ -130,15 +120,11 @@ class PlayerAdmin(ActionFormMixin, admin.ModelAdmin):
         return request.user.has_perm("wallets.add_journalentry")
 
 
-class PostingInline(admin.TabularInline):
+class PostingInline(ReadOnlyInline):
     model = Posting
     fields = ["account", "amount", "balance_after"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
+    show_change_link = False
 
 
 @admin.register(Account)
