@@ -35,12 +35,19 @@ class Columns:
     each raw column once per line, however many normalized fields read it.
     """
 
-    def __init__(self, header: list[str], *, staged: bool = False):
+    def __init__(
+        self, header: list[str], *, staged: bool = False, numeric: frozenset[int] = frozenset()
+    ):
         self.index = {}
         for position, name in enumerate(header, start=1):
             self.index.setdefault(normalize_header(name), position)
         self.staged = staged
+        # Positions COPY already parsed into numeric columns (blank is NULL there).
+        self.numeric = numeric
         self.used: dict[str, str] = {}
+
+    def position(self, name: str) -> int | None:
+        return self.index.get(normalize_header(name))
 
     def has(self, name: str) -> bool:
         return normalize_header(name) in self.index
@@ -53,10 +60,13 @@ class Columns:
         return alias
 
     def raw(self, name: str) -> str:
-        """The trimmed text of a column, NULL when blank or when the file lacks the column."""
+        """The trimmed text of a column, NULL when blank or when the file lacks the column
+        (a column COPY parsed as numeric: its value)."""
         position = self.index.get(normalize_header(name))
         if position is None:
             return "NULL::text"
+        if position in self.numeric:
+            return self._ref("n", position, f"c{position}")
         return self._ref("t", position, f"nullif(btrim(c{position}), '')")
 
     def lower(self, name: str) -> str:
@@ -71,6 +81,8 @@ class Columns:
         position = self.index.get(normalize_header(name))
         if position is None:
             return "0::numeric"
+        if position in self.numeric:
+            return self._ref("a", position, f"coalesce(c{position}, 0)")
         return self._ref("a", position, f"coalesce(nullif(btrim(c{position}), '')::numeric, 0)")
 
     def first(self, *names: str) -> str:

@@ -131,14 +131,18 @@ class SettlementLine(models.Model):
     net_currency = models.CharField(max_length=8)
     booked_at = models.DateTimeField()
     batch = models.CharField(max_length=64, blank=True)
-    # md5 of the normalized fields: a line the provider sends again is recognised.
-    line_hash = models.UUIDField()
+    # With provider and booking time, the key of a line the provider sends again
+    # (services.importing.FINGERPRINT says what it hashes).
+    line_hash = models.BigIntegerField()
 
     class Meta:
         ordering = ["id"]
         constraints = [
+            # Booking time leads after the provider so that a report, which lists its lines
+            # in time order, fills the index at its end instead of at random places.
             models.UniqueConstraint(
-                fields=["provider_code", "line_hash"], name="settlement_line_once_per_provider"
+                fields=["provider_code", "booked_at", "line_hash"],
+                name="settlement_line_once_per_provider",
             )
         ]
         # Matching reads lines by provider in bulk; only payout batches are looked up.
@@ -215,11 +219,16 @@ class LineMatch(models.Model):
     internal_kind = models.CharField(max_length=16, blank=True)
     internal_id = models.BigIntegerField(null=True, blank=True)
     run = models.ForeignKey(
-        ReconciliationRun, on_delete=models.PROTECT, related_name="+", db_constraint=False
+        ReconciliationRun,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
     )
 
-    # No index on (internal_kind, internal_id): it is only ever joined in bulk (hash joins),
-    # and a million index entries per run cost more than they save.
+    # No index on (internal_kind, internal_id) nor on run: the first is only ever joined in
+    # bulk (hash joins), the second never read by run, and a million index entries per run
+    # cost more than they save.
 
     def __str__(self):
         return f"line {self.line_id}: {self.status} {self.break_type}"

@@ -22,6 +22,12 @@ class Progress:
             self._side = connection.get_new_connection(connection.get_connection_params())
             self._side.autocommit = True
 
+    @property
+    def reports_aside(self) -> bool:
+        """Whether progress goes through its own connection (and so can be reported while
+        the work's connection is busy streaming a COPY)."""
+        return self._side is not None
+
     def update(self, *, force: bool = False, **fields) -> None:
         now = time.monotonic()
         if not force and now - self._last < self.min_interval:

@@ -156,7 +156,8 @@ class _CountingReader(io.RawIOBase):
             if chunk.startswith(_BOM):
                 chunk = chunk[len(_BOM) :]
         self.lines += chunk.count(b"\n")
-        self.progress.update(rows_processed=min(self.lines, self.total))
+        if self.progress.reports_aside:
+            self.progress.update(rows_processed=min(self.lines, self.total))
         return chunk
 
 
@@ -179,6 +180,9 @@ def _header_and_line_count(stream) -> tuple[list[str], int]:
 
 
 def _load(report: SettlementImport, layout: Layout, progress: Progress) -> tuple[int, int]:
+    """The fast path a good file takes: COPY parses the amounts, one INSERT converts and
+    checks every line. Anything wrong sends the file down the slow path, which loads it as
+    text and finds every bad value with its line number."""
     with report.file.open("rb") as stream:
         header, line_count = _header_and_line_count(stream)
         columns = Columns(header)
@@ -194,28 +198,44 @@ def _load(report: SettlementImport, layout: Layout, progress: Progress) -> tuple
             names = " or ".join(repr(n) for n in layout.booked_columns)
             raise _refuse([{"line": 1, "column": "", "message": f"no {names} column"}])
         progress.update(force=True, rows_total=line_count, rows_processed=0)
+        numeric = frozenset(
+            columns.position(name) for name, _ in layout.decimal_columns if columns.has(name)
+        )
         stream.seek(0)
-        _copy_raw(stream, len(header), progress, line_count)
-
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM {RAW_TABLE}")
-        total = cursor.fetchone()[0]
+        try:
+            total = _copy(stream, len(header), numeric, progress, line_count)
+        except psycopg2.DataError:
+            # A value COPY could not parse (an amount that is not a number, say).
+            return _refuse_with_every_error(report, layout, header, progress, line_count)
     if total == 0:
         raise _refuse([{"line": 2, "column": "", "message": "the report has no lines"}])
-    errors = _timezone_errors(columns, layout)
-    cast_error = ""
-    if not errors:
-        try:
-            inserted = _insert_lines(report, Columns(header, staged=True), layout)
-        except DataError as error:
-            diag = getattr(error.__cause__, "diag", None)
-            cast_error = (diag.message_primary if diag else None) or str(error)
-        else:
-            progress.update(force=True, rows_total=total, rows_processed=total)
-            return inserted, total
-    # Something is wrong: now find every bad value with its line number (the slow scan is
-    # paid only by a file that is refused anyway).
-    errors += _syntax_errors(columns, layout, report.provider_code)
+    try:
+        inserted = _insert_lines(report, Columns(header, staged=True, numeric=numeric), layout)
+    except DataError as error:
+        diag = getattr(error.__cause__, "diag", None)
+        cast_error = (diag.message_primary if diag else None) or str(error)
+        return _refuse_with_every_error(report, layout, header, progress, line_count, cast_error)
+    progress.update(force=True, rows_total=total, rows_processed=total)
+    return inserted, total
+
+
+def _refuse_with_every_error(
+    report: SettlementImport,
+    layout: Layout,
+    header: list[str],
+    progress: Progress,
+    line_count: int,
+    cast_error: str = "",
+):
+    """The slow path, paid only by a file that is refused anyway: load it again as text and
+    scan it for every bad value with its line number."""
+    columns = Columns(header)
+    with report.file.open("rb") as stream:
+        stream.seek(0)
+        _copy(stream, len(header), frozenset(), progress, line_count)
+    errors = _timezone_errors(columns, layout) + _syntax_errors(
+        columns, layout, report.provider_code
+    )
     if not errors:
         # A value that passed the patterns but not the cast (e.g. 2024-02-30).
         errors = [{"line": None, "column": "", "message": cast_error or "unreadable value"}]
@@ -223,14 +243,14 @@ def _load(report: SettlementImport, layout: Layout, progress: Progress) -> tuple
 
 
 def _suspicious_raw(columns: Columns, layout: Layout, provider_code: str) -> str:
-    """The cheap test every line pays on its raw text, as one SQL condition (string
-    operations only; see `_suspicious_normalized` for the rest). Malformed numbers and times
-    that slip through fail their cast in the insert; either way the full line-by-line check
-    then runs."""
+    """The cheap test every line pays on its loaded columns, as one SQL condition (see
+    `_suspicious_normalized` for the rest). COPY has parsed the amounts already (so 1e5 is
+    accepted as 100000); malformed times fail their cast in the insert; either way the full
+    line-by-line check then runs."""
     suspicious = [f"{columns.raw(name)} IS NULL" for name in layout.non_blank if columns.has(name)]
-    decimals = [columns.raw(name) for name, _ in layout.decimal_columns if columns.has(name)]
-    # Anything but digits, signs and points: 1e5, NaN and Infinity are numbers to PostgreSQL.
-    suspicious.append(f"translate(concat({', '.join(decimals)}), '0123456789.-', '') <> ''")
+    amounts = [columns.amount(name) for name, _ in layout.decimal_columns if columns.has(name)]
+    # NaN and Infinity are numbers to COPY; any of them makes the sum's scale NULL.
+    suspicious.append(f"scale({' + '.join(amounts)}) IS NULL")
     booked = columns.raw(next(n for n in layout.booked_columns if columns.has(n)))
     # 'now', 'today' and 'epoch' are valid PostgreSQL times; a report's are digits.
     suspicious.append(f"{booked} IS NULL OR left({booked}, 1) NOT BETWEEN '0' AND '9'")
@@ -260,30 +280,39 @@ def _suspicious_normalized() -> str:
     return " OR ".join(f"({c})" for c in checks)
 
 
-def _copy_raw(stream, width: int, progress: Progress, line_count: int) -> None:
+def _copy(stream, width: int, numeric: frozenset[int], progress: Progress, line_count: int) -> int:
+    """COPY the file into RAW_TABLE, the columns at `numeric` parsed as numbers (blank is
+    NULL, quoted or not); return the number of lines."""
     column_list = ", ".join(f"c{i}" for i in range(1, width + 1))
+    definitions = ", ".join(
+        f"c{i} {'numeric' if i in numeric else 'text'}" for i in range(1, width + 1)
+    )
     with connection.cursor() as cursor:
         # ON COMMIT DROP cleans up after a loader; inside a caller's longer transaction an
-        # earlier load's table may still be here.
+        # earlier load's table may still be here, and the slow path loads the file again.
         cursor.execute(f"DROP TABLE IF EXISTS {RAW_TABLE}")
         # Line numbers start at 2: line 1 is the header. A quoted value spanning lines makes
         # them record numbers, which is what PostgreSQL's own messages count too.
         cursor.execute(
             f"CREATE TEMPORARY TABLE {RAW_TABLE} ("
             "line_no integer GENERATED ALWAYS AS IDENTITY (START WITH 2), "
-            + ", ".join(f"c{i} text" for i in range(1, width + 1))
-            + ") ON COMMIT DROP"
+            f"{definitions}) ON COMMIT DROP"
         )
         reader = _CountingReader(stream, progress, line_count)
         try:
             with transaction.atomic():
                 cursor.cursor.copy_expert(
-                    f"COPY {RAW_TABLE} ({column_list}) FROM STDIN "
-                    "WITH (FORMAT csv, HEADER true, ENCODING 'UTF8')",
+                    f"COPY {RAW_TABLE} ({column_list}) FROM STDIN WITH (FORMAT csv, "
+                    f"HEADER true, ENCODING 'UTF8', FORCE_NULL ({column_list}))",
                     reader,
                     size=_CHUNK,
                 )
-        except (psycopg2.DataError, psycopg2.errors.BadCopyFileFormat) as error:
+                return cursor.rowcount
+        except psycopg2.errors.BadCopyFileFormat as error:
+            raise _refuse([_copy_error(error, width)]) from None
+        except psycopg2.DataError as error:
+            if numeric:
+                raise
             raise _refuse([_copy_error(error, width)]) from None
 
 
@@ -434,22 +463,34 @@ _NORMALIZED_FIELDS = (
 )
 
 
+# A line's fingerprint: what the provider says of it, hashed. With the provider and the
+# booking time it is the key that recognises a line sent again (in a corrected or overlapping
+# report, in any column order or number format: amounts are hashed as numbers, so 1.5 and
+# 1.50 are the same). 64 bits suffice because the key also holds the booking time: two
+# different lines would have to share provider, second and hash. It is computed from the
+# stored values (migration 0004 computed it the same way for the lines it re-keyed).
+FINGERPRINT = (
+    "hashtextextended(concat_ws('|', record_type, provider_type, provider_reference, "
+    "payment_reference, merchant_reference, currency, net_currency, batch), 0) "
+    "# hash_numeric_extended(gross, 1) # hash_numeric_extended(fee, 2) "
+    "# hash_numeric_extended(net, 3)"
+)
+
+
 def _insert_lines(report: SettlementImport, columns: Columns, layout: Layout) -> int:
     """`columns` is staged: three nested selects, so each raw column is trimmed and cast once,
     each normalized field computed once, however often the checks and the fingerprint read
     them (OFFSET 0 keeps each level whole; flattened, every reference would be evaluated
-    again per line)."""
+    again per line).
+
+    Lines are inserted plainly first: a report rarely repeats a line we hold, and checking
+    each line for a conflict costs more than the rare second attempt that skips them."""
     expressions = layout.expressions(columns)
-    selected = ", ".join(f"{expressions[name]} AS {name}" for name in _NORMALIZED_FIELDS)
-    raw_suspicious = _suspicious_raw(columns, layout, report.provider_code)
-    # The fingerprint of a line is its normalized content, so the same line in a corrected
-    # or overlapping report is recognised whatever its position or the file's formatting.
-    fingerprint = (
-        "md5(concat_ws('|', record_type, provider_type, provider_reference, payment_reference, "
-        "merchant_reference, trim_scale(gross)::text, trim_scale(fee)::text, "
-        "trim_scale(net)::text, currency, net_currency, "
-        "booked_at::text, batch))::uuid"
+    selected = ", ".join(
+        f"{expressions[name]} AS {name}" for name in _NORMALIZED_FIELDS if name != "provider_type"
     )
+    selected += f", left(coalesce({expressions['provider_type']}, ''), 64) AS provider_type"
+    raw_suspicious = _suspicious_raw(columns, layout, report.provider_code)
     table = SettlementLine._meta.db_table
     sql = (
         f"INSERT INTO {table} (settlement_import_id, provider_code, line_number, record_type, "
@@ -458,18 +499,26 @@ def _insert_lines(report: SettlementImport, columns: Columns, layout: Layout) ->
         # A suspicious line stops the statement (division by zero, a DataError like a failed
         # cast) instead of costing every file a second pass over its lines.
         f"SELECT %s, %s, CASE WHEN raw_suspicious OR {_suspicious_normalized()} "
-        "THEN line_no / 0 ELSE line_no END, record_type, "
-        "left(coalesce(provider_type, ''), 64), "
+        "THEN line_no / 0 ELSE line_no END, record_type, provider_type, "
         "provider_reference, payment_reference, merchant_reference, gross, fee, net, currency, "
-        f"net_currency, booked_at, batch, {fingerprint} "
+        f"net_currency, booked_at, batch, {FINGERPRINT} "
         f"FROM (SELECT line_no, {selected}, ({raw_suspicious}) AS raw_suspicious "
         f"FROM (SELECT line_no, {columns.staged_columns()} FROM {RAW_TABLE} OFFSET 0) staged "
-        "OFFSET 0) normalized "
-        "ON CONFLICT (provider_code, line_hash) DO NOTHING"
+        "OFFSET 0) normalized"
     )
     with connection.cursor() as cursor, transaction.atomic():
-        # The fingerprint prints times in the session's zone: pin it.
+        # Times without a zone are UTC whatever the session's zone.
         cursor.execute("SET LOCAL TIME ZONE 'UTC'")
         cursor.execute("SET LOCAL work_mem = '256MB'")
-        cursor.execute(sql, [report.pk, report.provider_code])
+        try:
+            with transaction.atomic():
+                cursor.execute(sql, [report.pk, report.provider_code])
+        except IntegrityError as error:
+            if not isinstance(error.__cause__, psycopg2.errors.UniqueViolation):
+                raise
+            # Lines we hold already (or a line repeated within the file): keep the first.
+            cursor.execute(
+                sql + " ON CONFLICT (provider_code, booked_at, line_hash) DO NOTHING",
+                [report.pk, report.provider_code],
+            )
         return cursor.rowcount

@@ -5,6 +5,8 @@ import pytest
 from reconciliation import services
 from reconciliation.errors import MalformedReport
 from reconciliation.models import SettlementImport, SettlementLine
+from reconciliation.progress import Progress
+from reconciliation.services import importing
 from tests.reconciliation.reports import (
     ADYEN_COLUMNS,
     SANDBOX_COLUMNS,
@@ -277,6 +279,21 @@ def test_sandbox_settlement_file_loads_thousands_of_lines():
     )
 
 
+def test_a_load_inside_a_callers_transaction_reports_no_progress_while_copying(monkeypatch):
+    # Inside an outer transaction progress goes through the loading connection itself, which
+    # is busy streaming the COPY: writing progress there would break the load.
+    unthrottled = Progress.__init__
+    monkeypatch.setattr(
+        Progress, "__init__", lambda self, model, pk: unthrottled(self, model, pk, min_interval=0)
+    )
+    monkeypatch.setattr(importing, "_CHUNK", 512)
+    rows = [
+        sandbox_row("payment", provider="sbx", reference=f"R{i}", gross="1.00") for i in range(50)
+    ]
+    report = load(Layout.SANDBOX, write_csv(SANDBOX_COLUMNS, rows), provider="sbx")
+    assert (report.rows_processed, report.lines_loaded) == (50, 50)
+
+
 def test_the_same_file_twice_is_recognised_and_not_imported_again():
     content = write_csv(ADYEN_COLUMNS, ADYEN_ROWS[:2])
     first = load(Layout.ADYEN, content)
@@ -296,6 +313,33 @@ def test_lines_resent_in_a_later_report_are_not_counted_twice():
     report = load(Layout.ADYEN, later, name="tuesday.csv")
     assert (report.rows_total, report.lines_loaded, report.lines_already_known) == (2, 1, 1)
     assert SettlementLine.objects.count() == 3
+
+
+def test_a_resent_line_is_recognised_whatever_the_number_format():
+    row = adyen_row("Settled", psp="P9", gross_credit="10.5", net_credit="10.4", commission="0.1")
+    load(Layout.ADYEN, write_csv(ADYEN_COLUMNS, [row]), name="monday.csv")
+    row.update(
+        {"Gross Credit (GC)": "10.50", "Net Credit (NC)": "10.40", "Commission (NC)": "0.10"}
+    )
+    report = load(Layout.ADYEN, write_csv(ADYEN_COLUMNS, [row]), name="tuesday.csv")
+    assert (report.lines_loaded, report.lines_already_known) == (0, 1)
+    assert SettlementLine.objects.count() == 1
+
+
+def test_a_line_repeated_within_one_report_is_loaded_once():
+    rows = [ADYEN_ROWS[0], ADYEN_ROWS[1], ADYEN_ROWS[0]]
+    report = load(Layout.ADYEN, write_csv(ADYEN_COLUMNS, rows))
+    assert (report.rows_total, report.lines_loaded, report.lines_already_known) == (3, 2, 1)
+    assert sorted(SettlementLine.objects.values_list("line_number", flat=True)) == [2, 3]
+
+
+def test_the_same_payment_booked_at_another_time_is_another_line():
+    # The booking time is part of a line's identity: the provider settling a payment again
+    # a day later is a second line (a duplicate for matching to find), not a re-sent one.
+    monday = adyen_row("Settled", psp="P7", gross_credit="5.00", net_credit="5.00")
+    tuesday = dict(monday, **{"Creation Date": "2026-11-21 10:00:00"})
+    report = load(Layout.ADYEN, write_csv(ADYEN_COLUMNS, [monday, tuesday]))
+    assert (report.lines_loaded, report.lines_already_known) == (2, 0)
 
 
 def test_malformed_values_are_refused_with_line_numbers_and_nothing_is_written():
