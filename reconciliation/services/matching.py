@@ -21,7 +21,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from payments import services as payments_services
@@ -135,6 +135,9 @@ def _providers_in_scope(run: ReconciliationRun) -> list[str]:
     return sorted(set(SettlementLine.objects.values_list("provider_code", flat=True).distinct()))
 
 
+TEMP_TABLES = "recon_policy, recon_tx, recon_lines, recon_unpaired, recon_batch_net"
+
+
 def _match(run: ReconciliationRun, as_of: datetime, progress: Progress) -> dict:
     codes = _providers_in_scope(run)
     if not codes:
@@ -150,44 +153,37 @@ def _match(run: ReconciliationRun, as_of: datetime, progress: Progress) -> dict:
     _exec(f"ANALYZE {LINE}")
     create_policy_table(codes)
 
-    progress.update(force=True, phase="collecting lines")
-    _create_open_lines(codes)
-    total = _fetch("SELECT count(*) FROM recon_open")[0][0]
-    progress.update(force=True, rows_total=total, rows_processed=0, phase="our transactions")
-    _create_transactions(codes)
+    progress.update(force=True, phase="our transactions")
+    _exec(
+        f"DELETE FROM {MATCH} m USING {LINE} l WHERE m.line_id = l.id "
+        f"AND l.provider_code = ANY(%s) AND m.status IN (%s, %s)",
+        [codes, LM.BREAK, LM.PENDING],
+    )
+    _create_transactions()
 
     progress.update(force=True, phase="pass 1: provider reference")
-    _pair_on_reference()
-    paired = _fetch("SELECT count(*) FROM recon_pairs")[0][0]
-    progress.update(force=True, rows_processed=paired, phase="pass 2: amount and date")
+    total = _pair_on_reference(codes, as_of)
+    progress.update(force=True, rows_total=total, rows_processed=0, phase="unpaired")
+    _collect_unpaired()
+    progress.update(force=True, phase="pass 2: amount and date")
     _pair_on_amount_and_date()
     chargebacks = _book_unseen_chargebacks()
     _mark_duplicates()
-    _exec("ANALYZE recon_pairs")
-    paired = _fetch("SELECT count(*) FROM recon_pairs")[0][0]
 
-    progress.update(force=True, rows_processed=paired, phase="classifying")
+    progress.update(force=True, phase="classifying")
     _create_batch_nets()
-    _classify(run, as_of)
-    # The break queries below join the rows just written; statistics from before them (an
-    # empty table, say) would make the planner loop over them.
-    _exec(f"ANALYZE {MATCH}")
+    _reclassify(as_of)
+    counts = _record_outcomes(run)
     progress.update(force=True, rows_processed=total, phase="breaks")
-    pending_internal = _record_breaks(run, as_of)
-    summary = _summary(run, codes, total, pending_internal, chargebacks)
-    _exec(
-        "DROP TABLE recon_policy, recon_open, recon_tx, recon_pairs, recon_batch_net, "
-        "recon_unpaired"
-    )
+    pending_internal = _record_internal_breaks(run)
+    summary = _summary(run, codes, total, counts, pending_internal, chargebacks)
+    _exec(f"DROP TABLE {TEMP_TABLES}")
     return summary
 
 
 def create_policy_table(codes: list[str]) -> None:
     """Temporary `recon_policy`: each provider's tolerances and the span its reports cover."""
-    _exec(
-        "DROP TABLE IF EXISTS recon_policy, recon_open, recon_tx, recon_pairs, recon_batch_net, "
-        "recon_unpaired"
-    )
+    _exec(f"DROP TABLE IF EXISTS {TEMP_TABLES}")
     _exec(
         "CREATE TEMPORARY TABLE recon_policy (provider_code text PRIMARY KEY, "
         "tolerance numeric, match_window interval, grace interval, covered_from timestamptz, "
@@ -212,29 +208,6 @@ def create_policy_table(codes: list[str]) -> None:
         f"WHERE s.provider_code = p.provider_code",
         [codes],
     )
-
-
-def _create_open_lines(codes: list[str]) -> None:
-    """The lines to (re)consider: every line without a final outcome."""
-    tx_kind = " ".join(f"WHEN '{t}' THEN '{k}'" for t, k in TX_KIND.items())
-    _exec(
-        f"DELETE FROM {MATCH} m USING {LINE} l WHERE m.line_id = l.id "
-        f"AND l.provider_code = ANY(%s) AND m.status IN (%s, %s)",
-        [codes, LM.BREAK, LM.PENDING],
-    )
-    _exec(
-        "CREATE TEMPORARY TABLE recon_open ON COMMIT DROP AS "
-        "SELECT l.id, l.provider_code, l.record_type, l.provider_reference, "
-        "l.payment_reference, l.gross, l.net, l.currency, l.net_currency, l.booked_at, l.batch, "
-        f"(CASE l.record_type {tx_kind} END) AS tx_kind, "
-        # A chargeback reversal gives back what the chargeback took: compare it negated.
-        f"(CASE WHEN l.record_type = '{RT.CHARGEBACK_REVERSAL}' THEN -l.gross ELSE l.gross END)"
-        " AS line_amount "
-        f"FROM {LINE} l WHERE l.provider_code = ANY(%s) "
-        f"AND NOT EXISTS (SELECT 1 FROM {MATCH} m WHERE m.line_id = l.id)",
-        [codes],
-    )
-    _exec("ANALYZE recon_open")
 
 
 def our_transactions_sql() -> str:
@@ -280,7 +253,7 @@ def our_transactions_sql() -> str:
     )
 
 
-def _create_transactions(codes: list[str]) -> None:
+def _create_transactions() -> None:
     """Our side (see `our_transactions_sql`). `is_taken`: already settled for good against
     an earlier line; a new line that pairs with it on reference is a duplicate, and nothing
     else may pair with it."""
@@ -294,76 +267,188 @@ def _create_transactions(codes: list[str]) -> None:
     _exec("ANALYZE recon_tx")
 
 
-def _pair_on_reference() -> None:
-    # One line pairs with one transaction; several lines with one transaction are duplicates,
-    # told apart in classification.
-    _exec(
-        "CREATE TEMPORARY TABLE recon_pairs ON COMMIT DROP AS "
-        "SELECT DISTINCT ON (l.id) l.id AS line_id, t.kind, t.id AS tx_id, 1 AS pass "
-        "FROM recon_open l JOIN recon_tx t ON t.provider_code = l.provider_code "
-        "AND t.kind = l.tx_kind AND t.provider_reference = l.provider_reference "
-        "WHERE l.provider_reference <> '' ORDER BY l.id, t.id"
+def _outcome_sql(batch_net: str) -> str:
+    """The select list that classifies a line `l` (a `recon_lines` row: the line and the
+    transaction it pairs with, if any) under its provider's policy `pol`; `batch_net` is
+    what the line's payout batch adds up to (payout lines only)."""
+    linked = ", ".join(f"'{t}'" for t in TX_KIND)
+    return (
+        f"{batch_net} AS batch_net, coalesce(l.kind, CASE "
+        f"WHEN l.record_type = '{RT.MERCHANT_PAYOUT}' THEN 'batch' "
+        f"WHEN l.record_type = '{RT.FEE}' THEN 'fee' END, '') AS internal_kind, "
+        "(l.tx_id IS NULL AND l.booked_at > %(as_of)s - pol.grace "
+        f"AND l.record_type IN ({linked})) AS is_pending, "
+        "CASE "
+        # A line pairing with a transaction an earlier line (or an earlier line of this
+        # run) already took: the provider reported it twice.
+        f"WHEN l.tx_id IS NOT NULL AND (l.tx_taken OR l.is_repeat) THEN '{BreakType.DUPLICATE}' "
+        "WHEN l.tx_id IS NOT NULL AND (l.tx_currency <> l.currency "
+        f"OR l.net_currency <> l.currency) THEN '{BreakType.CURRENCY_MISMATCH}' "
+        f"WHEN l.tx_id IS NOT NULL AND NOT l.tx_completed THEN '{BreakType.STATUS_MISMATCH}' "
+        "WHEN l.tx_id IS NOT NULL AND abs(l.tx_amount - l.line_amount) > pol.tolerance "
+        f"THEN '{BreakType.AMOUNT_MISMATCH}' "
+        "WHEN l.tx_id IS NOT NULL AND abs(extract(epoch FROM l.booked_at - l.tx_happened_at)) "
+        f"> extract(epoch FROM pol.grace) THEN '{BreakType.TIMING_DIFFERENCE}' "
+        "WHEN l.tx_id IS NOT NULL THEN '' "
+        f"WHEN l.record_type = '{RT.FEE}' THEN '' "
+        f"WHEN l.record_type = '{RT.MERCHANT_PAYOUT}' THEN "
+        f"(CASE WHEN l.batch <> '' AND abs(-l.net - coalesce({batch_net}, 0)) <= pol.tolerance "
+        f"THEN '' ELSE '{BreakType.AMOUNT_MISMATCH}' END) "
+        f"WHEN l.booked_at > %(as_of)s - pol.grace AND l.record_type IN ({linked}) THEN '' "
+        f"ELSE '{BreakType.MISSING_IN_LEDGER}' END AS break_type"
     )
-    _exec("CREATE UNIQUE INDEX ON recon_pairs (line_id)")
+
+
+def _status_sql(row: str) -> str:
+    """A line's status from the outcome columns of `row`."""
+    return (
+        f"CASE WHEN {row}.break_type <> '' THEN '{LM.BREAK}' "
+        f"WHEN {row}.is_pending THEN '{LM.PENDING}' ELSE '{LM.MATCHED}' END"
+    )
+
+
+def _pair_on_reference(codes: list[str], as_of: datetime) -> int:
+    """Temporary `recon_lines`: every line without a final outcome, with the transaction it
+    pairs with on provider + kind + provider reference (pass 1), what classification needs
+    of that transaction, and the outcome this gives. Most lines are settled by it; the steps
+    after it pair or re-number a few and mark them `reclassify`. Returns the number of lines.
+    """
+    tx_kind = " ".join(f"WHEN '{t}' THEN '{k}'" for t, k in TX_KIND.items())
+    paired = (
+        "SELECT l.id, l.provider_code, l.record_type, l.provider_reference, "
+        "l.payment_reference, l.gross, l.net, l.currency, l.net_currency, l.booked_at, l.batch, "
+        "l.tx_kind, l.line_amount, t.kind, t.id AS tx_id, t.reference AS tx_reference, "
+        "t.amount AS tx_amount, t.currency AS tx_currency, t.is_completed AS tx_completed, "
+        "t.status AS tx_status, t.happened_at AS tx_happened_at, "
+        "coalesce(t.is_taken, false) AS tx_taken, false AS is_repeat "
+        "FROM (SELECT l.*, "
+        f"(CASE l.record_type {tx_kind} END) AS tx_kind, "
+        # A chargeback reversal gives back what the chargeback took: compare it negated.
+        f"(CASE WHEN l.record_type = '{RT.CHARGEBACK_REVERSAL}' THEN -l.gross ELSE l.gross END)"
+        " AS line_amount "
+        f"FROM {LINE} l WHERE l.provider_code = ANY(%(codes)s) "
+        f"AND NOT EXISTS (SELECT 1 FROM {MATCH} m WHERE m.line_id = l.id)) l "
+        "LEFT JOIN recon_tx t ON t.provider_code = l.provider_code AND t.kind = l.tx_kind "
+        "AND t.provider_reference = l.provider_reference AND l.provider_reference <> ''"
+    )
+
+    def create(source: str) -> int:
+        # OFFSET 0: the outcome is computed once per line, not again where status reads it.
+        return _exec(
+            "CREATE TEMPORARY TABLE recon_lines ON COMMIT DROP AS "
+            f"SELECT c.*, {_status_sql('c')} AS status FROM ("
+            f"SELECT l.*, {_outcome_sql('NULL::numeric')}, "
+            f"(l.tx_id IS NULL OR l.record_type = '{RT.MERCHANT_PAYOUT}') AS reclassify "
+            f"FROM ({source}) l JOIN recon_policy pol ON pol.provider_code = l.provider_code "
+            "OFFSET 0) c",
+            {"codes": codes, "as_of": as_of},
+        )
+
+    total = create(paired)
+    try:
+        with transaction.atomic():
+            _exec("CREATE UNIQUE INDEX recon_lines_id ON recon_lines (id)")
+    except IntegrityError:
+        # Several of our transactions share a provider reference (rare): each line keeps the
+        # first, as it would with DISTINCT ON, which every run would otherwise pay a sort for.
+        _exec("DROP TABLE recon_lines")
+        total = create(f"SELECT DISTINCT ON (id) * FROM ({paired}) p ORDER BY id, tx_id")
+        _exec("CREATE UNIQUE INDEX recon_lines_id ON recon_lines (id)")
+    _exec("ANALYZE recon_lines")
+    return total
+
+
+def _reclassify(as_of: datetime) -> None:
+    """The outcome of the lines the steps after pass 1 touched, and of payout lines, whose
+    batches are summed by now."""
+    _exec(
+        "UPDATE recon_lines l SET batch_net = c.batch_net, internal_kind = c.internal_kind, "
+        "is_pending = c.is_pending, break_type = c.break_type, "
+        f"status = {_status_sql('c')} "
+        f"FROM (SELECT l.id, {_outcome_sql('b.batch_net')} FROM recon_lines l "
+        "JOIN recon_policy pol ON pol.provider_code = l.provider_code "
+        f"LEFT JOIN recon_batch_net b ON l.record_type = '{RT.MERCHANT_PAYOUT}' "
+        "AND b.provider_code = l.provider_code AND b.batch = l.batch "
+        "AND b.net_currency = l.net_currency WHERE l.reclassify) c WHERE l.id = c.id",
+        {"as_of": as_of},
+    )
+
+
+def _collect_unpaired() -> None:
+    """Temporary `recon_unpaired`: our completed transactions no line paired with on
+    reference (one anti-join, used by pass 2 and then by the missing-at-provider breaks).
+    `is_due`: completed before the grace period ended, within what the reports cover."""
+    _exec(
+        "CREATE TEMPORARY TABLE recon_unpaired ON COMMIT DROP AS "
+        "SELECT t.*, t.happened_at <= pol.covered_to - pol.grace AS is_due "
+        "FROM recon_tx t JOIN recon_policy pol ON pol.provider_code = t.provider_code "
+        "WHERE t.is_completed AND NOT t.is_taken "
+        "AND NOT EXISTS (SELECT 1 FROM recon_lines l WHERE l.kind = t.kind AND l.tx_id = t.id)"
+    )
+    _exec("CREATE INDEX ON recon_unpaired (provider_code, kind, currency, amount)")
+    _exec("ANALYZE recon_unpaired")
+
+
+def _set_pair(source: str, params=None) -> None:
+    """Pair lines with transactions: `source` selects `line_id` and the transaction's
+    `recon_tx` columns."""
+    _exec(
+        "UPDATE recon_lines l SET kind = p.kind, tx_id = p.id, tx_reference = p.reference, "
+        "tx_amount = p.amount, tx_currency = p.currency, tx_completed = p.is_completed, "
+        "tx_status = p.status, tx_happened_at = p.happened_at, tx_taken = p.is_taken, "
+        f"reclassify = true FROM ({source}) p WHERE l.id = p.line_id",
+        params,
+    )
 
 
 def _pair_on_amount_and_date() -> None:
     """What pass 1 left: nearest in time among equal amounts (within tolerance), mutual."""
-    _exec(
-        "CREATE TEMPORARY TABLE recon_tx_left ON COMMIT DROP AS "
-        "SELECT t.* FROM recon_tx t WHERE t.is_completed AND NOT t.is_taken AND NOT EXISTS "
-        "(SELECT 1 FROM recon_pairs p WHERE p.kind = t.kind AND p.tx_id = t.id)"
-    )
-    _exec("CREATE INDEX ON recon_tx_left (provider_code, kind, currency, amount)")
-    _exec("ANALYZE recon_tx_left")
-    # Both sides of what is left are small: materialize them, each line with its own bounds,
-    # so the join is one index range scan per line instead of every line against every
-    # transaction of the same currency.
+    # Lines left are few: materialize them, each with its own bounds, so the join is one
+    # index range scan per line instead of every line against every transaction of the
+    # same currency.
     _exec(
         "CREATE TEMPORARY TABLE recon_lines_left ON COMMIT DROP AS "
         "SELECT l.id, l.provider_code, l.tx_kind, l.currency, l.booked_at, "
         "l.line_amount - pol.tolerance AS amount_from, l.line_amount + pol.tolerance AS amount_to, "
         "l.booked_at - pol.match_window AS time_from, l.booked_at + pol.match_window AS time_to "
-        "FROM recon_open l JOIN recon_policy pol ON pol.provider_code = l.provider_code "
-        "WHERE l.tx_kind IS NOT NULL "
-        "AND NOT EXISTS (SELECT 1 FROM recon_pairs p WHERE p.line_id = l.id)"
+        "FROM recon_lines l JOIN recon_policy pol ON pol.provider_code = l.provider_code "
+        "WHERE l.tx_kind IS NOT NULL AND l.tx_id IS NULL"
     )
     _exec("ANALYZE recon_lines_left")
     _exec("SET LOCAL enable_hashjoin = off")
     _exec("SET LOCAL enable_mergejoin = off")
     _exec(
-        "INSERT INTO recon_pairs (line_id, kind, tx_id, pass) "
-        "SELECT line_id, kind, tx_id, 2 FROM ("
-        "SELECT l.id AS line_id, t.kind, t.id AS tx_id, "
+        "CREATE TEMPORARY TABLE recon_pass2 ON COMMIT DROP AS "
+        "SELECT * FROM ("
+        "SELECT l.id AS line_id, t.*, "
         "row_number() OVER (PARTITION BY l.id ORDER BY "
         "abs(extract(epoch FROM l.booked_at - t.happened_at)), t.id) AS line_rank, "
         "row_number() OVER (PARTITION BY t.kind, t.id ORDER BY "
         "abs(extract(epoch FROM l.booked_at - t.happened_at)), l.id) AS tx_rank "
         "FROM recon_lines_left l "
-        "JOIN recon_tx_left t ON t.provider_code = l.provider_code AND t.kind = l.tx_kind "
+        "JOIN recon_unpaired t ON t.provider_code = l.provider_code AND t.kind = l.tx_kind "
         "AND t.currency = l.currency AND t.amount BETWEEN l.amount_from AND l.amount_to "
         "AND t.happened_at BETWEEN l.time_from AND l.time_to"
         ") candidates WHERE line_rank = 1 AND tx_rank = 1"
     )
+    _exec("ALTER TABLE recon_pass2 DROP COLUMN line_rank, DROP COLUMN tx_rank")
     _exec("SET LOCAL enable_hashjoin = on")
     _exec("SET LOCAL enable_mergejoin = on")
-    _exec("DROP TABLE recon_lines_left")
-    _exec("DROP TABLE recon_tx_left")
+    _set_pair("SELECT * FROM recon_pass2")
+    _exec("DELETE FROM recon_unpaired t USING recon_pass2 p WHERE t.kind = p.kind AND t.id = p.id")
+    _exec("DROP TABLE recon_lines_left, recon_pass2")
 
 
 def _mark_duplicates() -> None:
     """Lines after the first paired with the same transaction: the provider reported it
-    again. Numbered on the narrow pairs table, so classification needs no window over the
-    lines."""
-    _exec("ALTER TABLE recon_pairs ADD COLUMN is_repeat boolean NOT NULL DEFAULT false")
+    again. Only transactions paired more than once can have a repeat: a hash aggregate finds
+    those few, so the window sorts them instead of every line."""
     _exec(
-        "UPDATE recon_pairs p SET is_repeat = true FROM ("
-        "SELECT line_id, row_number() OVER (PARTITION BY kind, tx_id ORDER BY line_id) AS n "
-        # Only transactions paired more than once can have a repeat: a hash aggregate finds
-        # those few, so the window sorts them instead of every pair.
-        "FROM recon_pairs WHERE (kind, tx_id) IN (SELECT kind, tx_id FROM recon_pairs "
-        "GROUP BY kind, tx_id HAVING count(*) > 1)"
-        ") numbered WHERE numbered.n > 1 AND numbered.line_id = p.line_id"
+        "UPDATE recon_lines l SET is_repeat = true, reclassify = true FROM ("
+        "SELECT id, row_number() OVER (PARTITION BY kind, tx_id ORDER BY id) AS n "
+        "FROM recon_lines WHERE (kind, tx_id) IN (SELECT kind, tx_id FROM recon_lines "
+        "WHERE tx_id IS NOT NULL GROUP BY kind, tx_id HAVING count(*) > 1)"
+        ") numbered WHERE numbered.n > 1 AND numbered.id = l.id"
     )
 
 
@@ -371,13 +456,12 @@ def _book_unseen_chargebacks() -> int:
     """A chargeback line with no chargeback of ours, whose payment we know: book it through
     payments (idempotent by the provider's reference) and pair the line with it."""
     rows = _fetch(
-        "SELECT l.id, t.id, l.provider_reference, -l.gross FROM recon_open l "
+        "SELECT l.id, t.id, l.provider_reference, -l.gross FROM recon_lines l "
         "JOIN recon_tx t ON t.kind = 'deposit' AND t.provider_code = l.provider_code "
         "AND t.provider_reference = l.payment_reference "
         f"WHERE l.record_type = '{RT.CHARGEBACK}' AND l.provider_reference <> '' "
         "AND l.payment_reference <> '' AND t.is_completed AND l.gross < 0 "
-        "AND NOT EXISTS (SELECT 1 FROM recon_pairs p WHERE p.line_id = l.id) "
-        "ORDER BY l.id"
+        "AND l.tx_id IS NULL ORDER BY l.id"
     )
     if not rows:
         return 0
@@ -401,56 +485,12 @@ def _book_unseen_chargebacks() -> int:
             "AND NOT EXISTS (SELECT 1 FROM recon_tx x WHERE x.kind = 'chargeback' AND x.id = c.id)",
             [chargeback.pk, deposit_id],
         )
-        _exec(
-            "INSERT INTO recon_pairs (line_id, kind, tx_id, pass) VALUES (%s, 'chargeback', %s, 3)",
+        _set_pair(
+            "SELECT %s::bigint AS line_id, t.* FROM recon_tx t "
+            "WHERE t.kind = 'chargeback' AND t.id = %s",
             [line_id, chargeback.pk],
         )
     return len(rows)
-
-
-def _classify(run: ReconciliationRun, as_of: datetime) -> None:
-    """One INSERT writes the outcome of every open line."""
-    linked = ", ".join(f"'{t}'" for t in TX_KIND)
-    _exec(
-        f"INSERT INTO {MATCH} (line_id, status, break_type, internal_kind, internal_id, run_id) "
-        "SELECT id, CASE WHEN break_type = '' THEN "
-        f"(CASE WHEN is_pending THEN '{LM.PENDING}' ELSE '{LM.MATCHED}' END) "
-        f"ELSE '{LM.BREAK}' END, break_type, internal_kind, internal_id, %(run)s FROM ("
-        "SELECT l.id, coalesce(p.kind, CASE "
-        f"WHEN l.record_type = '{RT.MERCHANT_PAYOUT}' THEN 'batch' "
-        f"WHEN l.record_type = '{RT.FEE}' THEN 'fee' END, '') AS internal_kind, "
-        "p.tx_id AS internal_id, "
-        "(p.tx_id IS NULL AND l.booked_at > %(as_of)s - pol.grace "
-        f"AND l.record_type IN ({linked})) AS is_pending, "
-        "CASE "
-        # A line pairing with a transaction an earlier line (or an earlier line of this
-        # run) already took: the provider reported it twice.
-        "WHEN p.tx_id IS NOT NULL AND (t.is_taken OR p.is_repeat) "
-        f"THEN '{BreakType.DUPLICATE}' "
-        "WHEN p.tx_id IS NOT NULL AND (t.currency <> l.currency OR l.net_currency <> l.currency) "
-        f"THEN '{BreakType.CURRENCY_MISMATCH}' "
-        f"WHEN p.tx_id IS NOT NULL AND NOT t.is_completed THEN '{BreakType.STATUS_MISMATCH}' "
-        "WHEN p.tx_id IS NOT NULL AND abs(t.amount - l.line_amount) > pol.tolerance "
-        f"THEN '{BreakType.AMOUNT_MISMATCH}' "
-        "WHEN p.tx_id IS NOT NULL AND abs(extract(epoch FROM l.booked_at - t.happened_at)) > "
-        f"extract(epoch FROM pol.grace) THEN '{BreakType.TIMING_DIFFERENCE}' "
-        "WHEN p.tx_id IS NOT NULL THEN '' "
-        f"WHEN l.record_type = '{RT.FEE}' THEN '' "
-        f"WHEN l.record_type = '{RT.MERCHANT_PAYOUT}' THEN "
-        "(CASE WHEN l.batch <> '' AND abs(-l.net - coalesce(b.batch_net, 0)) <= pol.tolerance "
-        f"THEN '' ELSE '{BreakType.AMOUNT_MISMATCH}' END) "
-        f"WHEN l.booked_at > %(as_of)s - pol.grace AND l.record_type IN ({linked}) THEN '' "
-        f"ELSE '{BreakType.MISSING_IN_LEDGER}' END AS break_type "
-        "FROM recon_open l "
-        "JOIN recon_policy pol ON pol.provider_code = l.provider_code "
-        "LEFT JOIN recon_pairs p ON p.line_id = l.id "
-        "LEFT JOIN recon_tx t ON t.kind = p.kind AND t.id = p.tx_id "
-        f"LEFT JOIN recon_batch_net b ON l.record_type = '{RT.MERCHANT_PAYOUT}' "
-        "AND b.provider_code = l.provider_code AND b.batch = l.batch "
-        "AND b.net_currency = l.net_currency"
-        ") classified",
-        {"run": run.pk, "as_of": as_of},
-    )
 
 
 def _create_batch_nets() -> None:
@@ -462,68 +502,72 @@ def _create_batch_nets() -> None:
         "CREATE TEMPORARY TABLE recon_batch_net ON COMMIT DROP AS "
         f"SELECT s.provider_code, s.batch, s.net_currency, sum(s.net) AS batch_net FROM {LINE} s "
         f"WHERE s.batch <> '' AND s.record_type <> '{RT.MERCHANT_PAYOUT}' "
-        "AND (s.provider_code, s.batch) IN (SELECT provider_code, batch FROM recon_open "
+        "AND (s.provider_code, s.batch) IN (SELECT provider_code, batch FROM recon_lines "
         f"WHERE record_type = '{RT.MERCHANT_PAYOUT}') "
         "GROUP BY s.provider_code, s.batch, s.net_currency"
     )
     _exec("ANALYZE recon_batch_net")
 
 
-def _record_breaks(run: ReconciliationRun, as_of: datetime) -> int:
-    """Upsert this run's breaks, clear the ones that are gone; return how many of our
-    completed transactions are still inside the grace period (pending, not breaks)."""
+_BREAK_COLUMNS = (
+    f"INSERT INTO {BREAK} (break_type, key, provider_code, currency, line_id, internal_kind, "
+    "internal_id, internal_reference, our_amount, provider_amount, difference, detail, "
+    "status, resolution, first_run_id, last_run_id, detected_at, last_seen_at) "
+)
+# A persisting break keeps its id: the same key updates the active break.
+_BREAK_UPSERT = (
+    "ON CONFLICT (key) WHERE status IN ('open', 'investigating', 'awaiting_approval') "
+    "DO UPDATE SET last_run_id = EXCLUDED.last_run_id, last_seen_at = EXCLUDED.last_seen_at, "
+    "our_amount = EXCLUDED.our_amount, provider_amount = EXCLUDED.provider_amount, "
+    "difference = EXCLUDED.difference, detail = EXCLUDED.detail"
+)
+
+
+def _record_outcomes(run: ReconciliationRun) -> dict:
+    """Write every open line's outcome and upsert the breaks among them; return the count
+    per (status, break type)."""
     now = timezone.now()
-    params = {"run": run.pk, "now": now, "as_of": as_of}
-    upsert = (
-        "ON CONFLICT (key) WHERE status IN ('open', 'investigating', 'awaiting_approval') "
-        "DO UPDATE SET last_run_id = EXCLUDED.last_run_id, last_seen_at = EXCLUDED.last_seen_at, "
-        "our_amount = EXCLUDED.our_amount, provider_amount = EXCLUDED.provider_amount, "
-        "difference = EXCLUDED.difference, detail = EXCLUDED.detail"
-    )
-    columns = (
-        f"INSERT INTO {BREAK} (break_type, key, provider_code, currency, line_id, internal_kind, "
-        "internal_id, internal_reference, our_amount, provider_amount, difference, detail, "
-        "status, resolution, first_run_id, last_run_id, detected_at, last_seen_at) "
-    )
-    # Line breaks. Amounts are from the merchant's side; a payout's "ours" is its batch.
+    params = {"run": run.pk, "now": now}
     _exec(
-        columns + "SELECT m.break_type, m.break_type || ':line:' || l.id, l.provider_code, "
-        "l.currency, l.id, m.internal_kind, m.internal_id, coalesce(t.reference, ''), "
-        "CASE WHEN l.record_type = 'merchant_payout' THEN coalesce(b.batch_net, 0) "
-        "WHEN t.id IS NULL THEN 0 ELSE t.amount END, "
-        "CASE WHEN l.record_type = 'merchant_payout' THEN -l.net ELSE l.line_amount END, "
-        # A duplicate line is money reported twice: the whole line is the difference.
-        "CASE WHEN m.break_type = 'duplicate' THEN l.line_amount "
-        "WHEN m.break_type IN ('status_mismatch', 'currency_mismatch') THEN l.line_amount "
-        "WHEN l.record_type = 'merchant_payout' THEN -l.net - coalesce(b.batch_net, 0) "
-        "ELSE l.line_amount - coalesce(t.amount, 0) END, "
-        "left(concat_ws(' ', l.record_type, nullif(l.provider_reference, ''), "
-        "CASE WHEN t.id IS NOT NULL THEN 'ours: ' || t.status END), 255), "
-        "'open', '', %(run)s, %(run)s, %(now)s, %(now)s "
-        f"FROM {MATCH} m JOIN recon_open l ON l.id = m.line_id "
-        "LEFT JOIN recon_tx t ON t.kind = m.internal_kind AND t.id = m.internal_id "
-        "LEFT JOIN recon_batch_net b ON l.record_type = 'merchant_payout' "
-        "AND b.provider_code = l.provider_code AND b.batch = l.batch "
-        "AND b.net_currency = l.net_currency "
-        f"WHERE m.run_id = %(run)s AND m.status = '{LM.BREAK}' " + upsert,
+        f"INSERT INTO {MATCH} (line_id, status, break_type, internal_kind, internal_id, run_id) "
+        "SELECT id, status, break_type, internal_kind, tx_id, %(run)s FROM recon_lines",
         params,
     )
-    # Our completed transactions no line pairs with (one anti-join of the million pairs for
-    # both uses below): past the grace period before the end of what the provider's reports
-    # cover they are breaks, within it pending.
+    # Amounts are from the merchant's side; a payout's "ours" is its batch.
     _exec(
-        "CREATE TEMPORARY TABLE recon_unpaired ON COMMIT DROP AS "
-        "SELECT t.*, t.happened_at <= pol.covered_to - pol.grace AS is_due "
-        "FROM recon_tx t JOIN recon_policy pol ON pol.provider_code = t.provider_code "
-        "WHERE t.is_completed AND NOT t.is_taken "
-        "AND NOT EXISTS (SELECT 1 FROM recon_pairs p WHERE p.kind = t.kind AND p.tx_id = t.id)"
+        _BREAK_COLUMNS + "SELECT c.break_type, c.break_type || ':line:' || c.id, c.provider_code, "
+        "c.currency, c.id, c.internal_kind, c.tx_id, coalesce(c.tx_reference, ''), "
+        "CASE WHEN c.record_type = 'merchant_payout' THEN coalesce(c.batch_net, 0) "
+        "WHEN c.tx_id IS NULL THEN 0 ELSE c.tx_amount END, "
+        "CASE WHEN c.record_type = 'merchant_payout' THEN -c.net ELSE c.line_amount END, "
+        # A duplicate line is money reported twice: the whole line is the difference.
+        "CASE WHEN c.break_type = 'duplicate' THEN c.line_amount "
+        "WHEN c.break_type IN ('status_mismatch', 'currency_mismatch') THEN c.line_amount "
+        "WHEN c.record_type = 'merchant_payout' THEN -c.net - coalesce(c.batch_net, 0) "
+        "ELSE c.line_amount - coalesce(c.tx_amount, 0) END, "
+        "left(concat_ws(' ', c.record_type, nullif(c.provider_reference, ''), "
+        "CASE WHEN c.tx_id IS NOT NULL THEN 'ours: ' || c.tx_status END), 255), "
+        "'open', '', %(run)s, %(run)s, %(now)s, %(now)s "
+        f"FROM recon_lines c WHERE c.status = '{LM.BREAK}' " + _BREAK_UPSERT,
+        params,
     )
+    rows = _fetch("SELECT status, break_type, count(*) FROM recon_lines GROUP BY 1, 2")
+    return {(status, break_type): count for status, break_type, count in rows}
+
+
+def _record_internal_breaks(run: ReconciliationRun) -> int:
+    """Breaks for our completed transactions no line pairs with, past the grace period
+    before the end of what the provider's reports cover; clear the breaks that are gone.
+    Returns how many of ours are still inside the grace period (pending, not breaks)."""
+    now = timezone.now()
+    params = {"run": run.pk, "now": now}
     _exec(
-        columns + "SELECT 'missing_at_provider', 'missing_at_provider:' || t.kind || ':' || t.id, "
+        _BREAK_COLUMNS
+        + "SELECT 'missing_at_provider', 'missing_at_provider:' || t.kind || ':' || t.id, "
         "t.provider_code, t.currency, NULL, t.kind, t.id, t.reference, t.amount, 0, -t.amount, "
         "left(t.kind || ' ' || t.status || ' ' || t.provider_reference, 255), "
         "'open', '', %(run)s, %(run)s, %(now)s, %(now)s "
-        "FROM recon_unpaired t WHERE t.is_due " + upsert,
+        "FROM recon_unpaired t WHERE t.is_due " + _BREAK_UPSERT,
         params,
     )
     pending_internal = _fetch("SELECT count(*) FROM recon_unpaired WHERE NOT is_due")[0][0]
@@ -544,14 +588,10 @@ def _record_breaks(run: ReconciliationRun, as_of: datetime) -> int:
     return pending_internal
 
 
-def _summary(run, codes, total, pending_internal, chargebacks) -> dict:
-    rows = _fetch(
-        f"SELECT m.status, m.break_type, count(*) FROM {MATCH} m WHERE m.run_id = %s GROUP BY 1, 2",
-        [run.pk],
-    )
+def _summary(run, codes, total, counts, pending_internal, chargebacks) -> dict:
     by_status: dict[str, int] = {}
     breaks: dict[str, int] = {}
-    for status, break_type, count in rows:
+    for (status, break_type), count in counts.items():
         by_status[status] = by_status.get(status, 0) + count
         if break_type:
             breaks[break_type] = count

@@ -287,3 +287,22 @@ def test_amount_tolerance_and_window_are_per_provider(provider):
     run_matching()
     assert outcome(near.provider_reference) == [("matched", "")]
     assert outcome("psp-far") == [("pending", "")]
+
+
+def test_a_reference_two_of_our_deposits_share_pairs_the_line_with_one_of_them(provider):
+    first, second = f.deposit(provider, "25.00"), f.deposit(provider, "25.00")
+    # Payments does not make provider references unique; a provider that reuses one must
+    # not make matching count its line twice.
+    Deposit.objects.filter(pk=second.pk).update(provider_reference=first.provider_reference)
+    import_rows([row("payment", first.provider_reference, "25.00")])
+    run = run_matching()
+    (match,) = LineMatch.objects.all()
+    assert (match.status, match.internal_kind, match.internal_id) == (
+        "matched",
+        "deposit",
+        first.pk,
+    )
+    assert run.summary["lines"] == 1
+    # The other one is ours alone, not reported yet (within the grace period).
+    assert run.summary["pending_transactions"] == 1
+    assert not Break.objects.exists()
