@@ -248,9 +248,6 @@ def _suspicious_raw(columns: Columns, layout: Layout, provider_code: str) -> str
     accepted as 100000); malformed times fail their cast in the insert; either way the full
     line-by-line check then runs."""
     suspicious = [f"{columns.raw(name)} IS NULL" for name in layout.non_blank if columns.has(name)]
-    amounts = [columns.amount(name) for name, _ in layout.decimal_columns if columns.has(name)]
-    # NaN and Infinity are numbers to COPY; any of them makes the sum's scale NULL.
-    suspicious.append(f"scale({' + '.join(amounts)}) IS NULL")
     booked = columns.raw(next(n for n in layout.booked_columns if columns.has(n)))
     # 'now', 'today' and 'epoch' are valid PostgreSQL times; a report's are digits.
     suspicious.append(f"{booked} IS NULL OR left({booked}, 1) NOT BETWEEN '0' AND '9'")
@@ -261,8 +258,8 @@ def _suspicious_raw(columns: Columns, layout: Layout, provider_code: str) -> str
 
 
 def _suspicious_normalized() -> str:
-    """The cheap test on a line's normalized values: a currency we keep, no more decimals
-    than it allows, references that fit."""
+    """The cheap test on a line's normalized values: a currency we keep, amounts that are
+    numbers with no more decimals than it allows, references that fit."""
     exponents = _currency_exponents()
     # A currency we do not keep (or none) has exponent -1, which every scale (>= 0) exceeds:
     # one CASE per currency column tests both that the currency is known and the decimals.
@@ -271,9 +268,13 @@ def _suspicious_normalized() -> str:
         + " ".join(f"WHEN {sql_literal(code)} THEN {exp}" for code, exp in exponents.items())
         + " ELSE -1 END)"
     )
+    # NaN and Infinity are numbers to COPY; whatever they reach has no scale (NULL), so it
+    # counts as too many decimals. (An amount the layout does not read is not checked.)
     checks = [
-        f"scale(gross) > {exponent_of.format('currency')}",
-        f"greatest(scale(fee), scale(net)) > {exponent_of.format('net_currency')}",
+        f"coalesce(scale(gross), 99) > {exponent_of.format('currency')}",
+        # greatest() skips NULLs: each side on its own.
+        f"greatest(coalesce(scale(fee), 99), coalesce(scale(net), 99)) > "
+        f"{exponent_of.format('net_currency')}",
         f"greatest(length(provider_reference), length(payment_reference), "
         f"length(merchant_reference), length(batch)) > {_REFERENCE_LENGTH}",
     ]

@@ -461,6 +461,17 @@ def test_values_postgresql_would_accept_but_a_report_never_holds_are_refused():
     assert SettlementLine.objects.count() == 0
 
 
+def test_a_fee_that_is_not_a_number_is_refused_though_the_net_is_one():
+    row = adyen_row("Settled", psp="P1", gross_credit="10.00", net_credit="9.90")
+    row["Markup (NC)"] = "NaN"
+    with pytest.raises(MalformedReport) as refused:
+        load(Layout.ADYEN, write_csv(ADYEN_COLUMNS, [row]))
+    assert [(e["line"], e["column"]) for e in refused.value.details["errors"]] == [
+        (2, "Markup (NC)")
+    ]
+    assert SettlementLine.objects.count() == 0
+
+
 def test_an_impossible_date_is_refused_and_nothing_is_written():
     row = sandbox_row(
         "payment", provider="sbx", reference="R1", gross="1.00", booked_at="2026-02-30T10:00:00Z"
