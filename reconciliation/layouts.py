@@ -16,7 +16,9 @@ from .models import SettlementImport, SettlementLine
 
 RT = SettlementLine.RecordType
 
-DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
+# A finite number as COPY reads one into a numeric column (the fast path's judge), so both
+# paths accept the same files: 12, -12.50, +1.5, .5 and 1e3 pass; 1,000.00 and NaN do not.
+DECIMAL_PATTERN = r"^[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?$"
 # Checked before any cast, so a bad value is reported with its line instead of aborting the
 # statement. Feb 30 passes this and is caught by the cast (reported without a line number).
 TIMESTAMP_PATTERN = (

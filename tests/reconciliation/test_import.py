@@ -461,6 +461,18 @@ def test_values_postgresql_would_accept_but_a_report_never_holds_are_refused():
     assert SettlementLine.objects.count() == 0
 
 
+def test_amounts_are_read_as_postgresql_reads_numbers():
+    rows = [
+        sandbox_row("payment", provider="sbx", reference="R1", gross="1e1", net="+10.0"),
+        sandbox_row("payment", provider="sbx", reference="R2", gross=".5", fee="0", net="0.50"),
+    ]
+    load(Layout.SANDBOX, write_csv(SANDBOX_COLUMNS, rows), provider="sbx")
+    assert sorted(SettlementLine.objects.values_list("gross", "net")) == [
+        (Decimal("0.5"), Decimal("0.5")),
+        (Decimal("10"), Decimal("10")),
+    ]
+
+
 def test_a_fee_that_is_not_a_number_is_refused_though_the_net_is_one():
     row = adyen_row("Settled", psp="P1", gross_credit="10.00", net_credit="9.90")
     row["Markup (NC)"] = "NaN"
