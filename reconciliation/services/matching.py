@@ -201,12 +201,14 @@ def create_policy_table(codes: list[str]) -> None:
         )
     # A provider's reports cover from its first line to its last: our transactions before
     # that were never due in them, and after it are not due yet.
+    # One subquery each: two probes at the ends of the line key's index per provider, not a
+    # scan of every line the provider ever reported.
     _exec(
-        f"UPDATE recon_policy p SET covered_from = s.first_at, covered_to = s.last_at "
-        f"FROM (SELECT provider_code, min(booked_at) AS first_at, max(booked_at) AS last_at "
-        f"FROM {LINE} WHERE provider_code = ANY(%s) GROUP BY provider_code) s "
-        f"WHERE s.provider_code = p.provider_code",
-        [codes],
+        "UPDATE recon_policy p SET "
+        f"covered_from = (SELECT min(booked_at) FROM {LINE} l "
+        "WHERE l.provider_code = p.provider_code), "
+        f"covered_to = (SELECT max(booked_at) FROM {LINE} l "
+        "WHERE l.provider_code = p.provider_code)"
     )
 
 
