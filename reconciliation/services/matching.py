@@ -3,14 +3,16 @@
 A run takes the lines not yet settled for good (no LineMatch, or a break or pending one) and
 our transactions of the same providers since their first report, and:
 
-1. pairs them on provider + provider reference (one hash join);
+1. pairs them on provider + provider reference (one hash join) and classifies every line by
+   what that gives, into one temporary table;
 2. pairs what is left on provider + kind + currency + amount (within the provider's tolerance)
    + booking time (within its window), each side taking its nearest candidate, only where the
    choice is mutual (a window function per side);
 3. books chargebacks the provider reports and payments has not seen (`record_chargeback`), when
    the original deposit is known;
-4. classifies every line: matched, pending (inside the grace period) or a break, and checks each
-   payout line against the sum of the batch it pays out (one-to-many);
+4. marks lines paired with a transaction an earlier line took (duplicates), checks each payout
+   line against the sum of the batch it pays out (one-to-many), and classifies again only the
+   lines steps 2-4 touched: matched, pending (inside the grace period) or a break;
 5. upserts the breaks by a natural key (a persisting break keeps its id), clears breaks that
    are gone, and records the completed transactions the provider never reported.
 
