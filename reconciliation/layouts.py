@@ -64,7 +64,7 @@ class Columns:
     def raw(self, name: str) -> str:
         """The trimmed text of a column, NULL when blank or when the file lacks the column
         (a column COPY parsed as numeric: its value)."""
-        position = self.index.get(normalize_header(name))
+        position = self.position(name)
         if position is None:
             return "NULL::text"
         if position in self.numeric:
@@ -73,14 +73,14 @@ class Columns:
 
     def lower(self, name: str) -> str:
         """The trimmed text of a column in lower case (type names are matched that way)."""
-        position = self.index.get(normalize_header(name))
+        position = self.position(name)
         if position is None:
             return "NULL::text"
         return self._ref("l", position, f"lower(nullif(btrim(c{position}), ''))")
 
     def amount(self, name: str) -> str:
         """A decimal column; blank counts as zero (Adyen leaves unused debit/credit blank)."""
-        position = self.index.get(normalize_header(name))
+        position = self.position(name)
         if position is None:
             return "0::numeric"
         if position in self.numeric:

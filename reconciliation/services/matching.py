@@ -277,7 +277,7 @@ def _outcome_sql(batch_net: str) -> str:
     what the line's payout batch adds up to (payout lines only)."""
     linked = ", ".join(f"'{t}'" for t in TX_KIND)
     return (
-        f"{batch_net} AS batch_net, coalesce(l.kind, CASE "
+        f"{batch_net} AS batch_net, coalesce(CASE WHEN l.tx_id IS NOT NULL THEN l.tx_kind "
         f"WHEN l.record_type = '{RT.MERCHANT_PAYOUT}' THEN 'batch' "
         f"WHEN l.record_type = '{RT.FEE}' THEN 'fee' END, '') AS internal_kind, "
         "(l.tx_id IS NULL AND l.booked_at > %(as_of)s - pol.grace "
@@ -318,10 +318,12 @@ def _pair_on_reference(codes: list[str], as_of: datetime) -> int:
     after it pair or re-number a few and mark them `reclassify`. Returns the number of lines.
     """
     tx_kind = " ".join(f"WHEN '{t}' THEN '{k}'" for t, k in TX_KIND.items())
+    # Every pass pairs a line only with a transaction of its `tx_kind`, so with `tx_id` that
+    # column names the paired transaction too.
     paired = (
         "SELECT l.id, l.provider_code, l.record_type, l.provider_reference, "
         "l.payment_reference, l.gross, l.net, l.currency, l.net_currency, l.booked_at, l.batch, "
-        "l.tx_kind, l.line_amount, t.kind, t.id AS tx_id, t.reference AS tx_reference, "
+        "l.tx_kind, l.line_amount, t.id AS tx_id, t.reference AS tx_reference, "
         "t.amount AS tx_amount, t.currency AS tx_currency, t.is_completed AS tx_completed, "
         "t.status AS tx_status, t.happened_at AS tx_happened_at, "
         "coalesce(t.is_taken, false) AS tx_taken, false AS is_repeat "
@@ -387,7 +389,7 @@ def _collect_unpaired() -> None:
         "SELECT t.*, t.happened_at <= pol.covered_to - pol.grace AS is_due "
         "FROM recon_tx t JOIN recon_policy pol ON pol.provider_code = t.provider_code "
         "WHERE t.is_completed AND NOT t.is_taken "
-        "AND NOT EXISTS (SELECT 1 FROM recon_lines l WHERE l.kind = t.kind AND l.tx_id = t.id)"
+        "AND NOT EXISTS (SELECT 1 FROM recon_lines l WHERE l.tx_kind = t.kind AND l.tx_id = t.id)"
     )
     _exec("CREATE INDEX ON recon_unpaired (provider_code, kind, currency, amount)")
     _exec("ANALYZE recon_unpaired")
@@ -397,7 +399,7 @@ def _set_pair(source: str, params=None) -> None:
     """Pair lines with transactions: `source` selects `line_id` and the transaction's
     `recon_tx` columns."""
     _exec(
-        "UPDATE recon_lines l SET kind = p.kind, tx_id = p.id, tx_reference = p.reference, "
+        "UPDATE recon_lines l SET tx_id = p.id, tx_reference = p.reference, "
         "tx_amount = p.amount, tx_currency = p.currency, tx_completed = p.is_completed, "
         "tx_status = p.status, tx_happened_at = p.happened_at, tx_taken = p.is_taken, "
         f"reclassify = true FROM ({source}) p WHERE l.id = p.line_id",
@@ -449,9 +451,9 @@ def _mark_duplicates() -> None:
     those few, so the window sorts them instead of every line."""
     _exec(
         "UPDATE recon_lines l SET is_repeat = true, reclassify = true FROM ("
-        "SELECT id, row_number() OVER (PARTITION BY kind, tx_id ORDER BY id) AS n "
-        "FROM recon_lines WHERE (kind, tx_id) IN (SELECT kind, tx_id FROM recon_lines "
-        "WHERE tx_id IS NOT NULL GROUP BY kind, tx_id HAVING count(*) > 1)"
+        "SELECT id, row_number() OVER (PARTITION BY tx_kind, tx_id ORDER BY id) AS n "
+        "FROM recon_lines WHERE (tx_kind, tx_id) IN (SELECT tx_kind, tx_id FROM recon_lines "
+        "WHERE tx_id IS NOT NULL GROUP BY tx_kind, tx_id HAVING count(*) > 1)"
         ") numbered WHERE numbered.n > 1 AND numbered.id = l.id"
     )
 
