@@ -267,6 +267,8 @@ PAYMENTS_FOUR_EYES_THRESHOLDS = env.json(
 )
 PAYMENTS_STUCK_AFTER_SECONDS = env.int("PAYMENTS_STUCK_AFTER_SECONDS", default=300)
 PAYMENTS_WEBHOOK_SWEEP_AFTER_SECONDS = env.int("PAYMENTS_WEBHOOK_SWEEP_AFTER_SECONDS", default=60)
+# A provider's webhook is a few KB; anything much larger is refused (413) before it is read.
+PAYMENTS_WEBHOOK_MAX_BODY_BYTES = env.int("PAYMENTS_WEBHOOK_MAX_BODY_BYTES", default=256 * 1024)
 # Signs our notifications to the casino. Empty: a key derived from SECRET_KEY (the demo);
 # production sets its own and shares it with the casino.
 PAYMENTS_CALLBACK_SECRET = env.str("PAYMENTS_CALLBACK_SECRET", default="")

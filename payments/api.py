@@ -5,7 +5,8 @@ Players call with `Authorization: Bearer <player token>` and see only their own 
 header: the same key with the same body returns the original (200), with another body 409.
 """
 
-from django.http import Http404, JsonResponse
+from django.conf import settings
+from django.http import Http404, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -324,20 +325,34 @@ class CancelWithdrawalView(APIView):
         return Response(WithdrawalSerializer(withdrawal).data)
 
 
+def _webhook_error(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+
+
 @csrf_exempt
 @require_POST
 def webhook(request, provider_code: str):
-    """Providers post here. Stored first, answered 401 on a bad signature (stored, never
-    processed), 200 otherwise; processing happens in a Celery task."""
-    if not PaymentProvider.objects.filter(code=provider_code).exists():
-        return JsonResponse(
-            {"error": {"code": "not_found", "message": "Unknown provider."}}, status=404
+    """Providers post here. A delivery we cannot read is refused 4xx with nothing written; a
+    bad signature is stored (its first KB) and answered 401, never processed; otherwise the
+    delivery is stored and answered as its provider expects (Adyen `[accepted]`), and a Celery
+    task processes it."""
+    provider = PaymentProvider.objects.filter(code=provider_code).first()
+    if provider is None:
+        return _webhook_error(404, "not_found", "Unknown provider.")
+    # Checked before the body is read: an unsigned sender must not make us buffer megabytes.
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return _webhook_error(400, "webhook_refused", "Content-Length is not a number.")
+    if declared > settings.PAYMENTS_WEBHOOK_MAX_BODY_BYTES:
+        return _webhook_error(413, "webhook_too_large", "The body is too large.")
+    try:
+        event = services.receive_webhook(
+            provider_code=provider_code, body=request.body, headers=dict(request.headers)
         )
-    event = services.receive_webhook(
-        provider_code=provider_code, body=request.body, headers=dict(request.headers)
-    )
+    except services.WebhookRefused as refusal:
+        return _webhook_error(refusal.http_status, refusal.code, refusal.message)
     if not event.is_signature_valid:
-        return JsonResponse(
-            {"error": {"code": "invalid_signature", "message": event.signature_error}}, status=401
-        )
-    return JsonResponse({"received": event.pk})
+        return _webhook_error(401, "invalid_signature", event.signature_error)
+    ack = services.webhook_ack(provider)
+    return HttpResponse(ack.body, status=ack.status, content_type=ack.content_type)

@@ -12,7 +12,7 @@ from decimal import Decimal
 import django_fsm as fsm
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from wallets.models import MONEY, Currency, Player
 
@@ -26,9 +26,19 @@ class PaymentProvider(models.Model):
         OPEN_BANKING = "open_banking"
         CRYPTO = "crypto"
 
+    class Protocol(models.TextChoices):
+        STRIPE = "stripe", "Stripe (PaymentIntents)"
+        ADYEN = "adyen", "Adyen (Checkout API)"
+        SKRILL = "skrill", "Skrill (Quick Checkout)"
+        BTCPAY = "btcpay", "BTCPay Server (Greenfield API)"
+        BERLIN_GROUP = "berlin_group", "Berlin Group NextGenPSD2 (PIS)"
+
     code = models.SlugField(max_length=64, unique=True, help_text="Also the ledger system_code.")
     name = models.CharField(max_length=100)
+    # What the player pays with (payout instruments and refunds follow it) …
     kind = models.CharField(max_length=16, choices=Kind.choices)
+    # … and which published protocol the connector speaks (`payments.providers.CONNECTORS`).
+    protocol = models.CharField(max_length=16, choices=Protocol.choices)
     is_enabled = models.BooleanField(default=True)
     api_base_url = models.URLField(
         max_length=300, help_text="Where the adapter sends requests (the sandbox in the demo)."
@@ -45,7 +55,8 @@ class PaymentProvider(models.Model):
     deposit_timeout_seconds = models.PositiveIntegerField(
         default=30 * 60, help_text="A deposit not completed by then is expired by the janitor."
     )
-    # Provider-specific knobs, e.g. {"confirmations": {"BTC": 2}} for crypto.
+    # Protocol-specific settings, e.g. {"confirmations": {"BTC": 2}} for BTCPay, the merchant's
+    # e-mail for Skrill (`docs/payments.md` lists each protocol's keys).
     options = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -112,6 +123,8 @@ class Deposit(fsm.FSMModelMixin, models.Model):
     # What the provider actually collected: differs from `amount` for crypto under/overpayment.
     amount_received = models.DecimalField(**MONEY, null=True, blank=True)
     refunded_amount = models.DecimalField(**MONEY, default=Decimal(0))
+    # What chargebacks took back and the provider has not given back (`Chargeback` rows).
+    charged_back_amount = models.DecimalField(**MONEY, default=Decimal(0))
     is_paid_late = models.BooleanField(default=False)
     # Underpaid crypto held for an operator's decision (PAYMENTS_CRYPTO_UNDERPAID=review).
     is_held_for_review = models.BooleanField(default=False)
@@ -142,6 +155,19 @@ class Deposit(fsm.FSMModelMixin, models.Model):
             models.CheckConstraint(condition=Q(amount__gt=0), name="deposit_amount_positive"),
             models.CheckConstraint(
                 condition=Q(refunded_amount__gte=0), name="deposit_refunded_not_negative"
+            ),
+            # The money invariant of provider events: refunds and chargebacks together never
+            # take back more than was credited, and nothing is taken from an uncredited deposit.
+            models.CheckConstraint(
+                condition=Q(charged_back_amount__gte=0)
+                & (
+                    Q(amount_received__isnull=True, refunded_amount=0, charged_back_amount=0)
+                    | Q(
+                        amount_received__isnull=False,
+                        refunded_amount__lte=F("amount_received") - F("charged_back_amount"),
+                    )
+                ),
+                name="deposit_refunds_and_chargebacks_within_credit",
             ),
         ]
         indexes = [models.Index(fields=["status", "created_at"])]
@@ -425,27 +451,68 @@ class Refund(fsm.FSMModelMixin, models.Model):
 
 
 class Chargeback(models.Model):
+    """Money a provider took back from a deposit because the payer disputed it.
+
+    One row per dispute (`provider_reference`, the provider's dispute id). A chargeback that
+    arrives before the deposit is credited is `held` and moves no money; the credit applies
+    it in the same transaction. `amount` is what was booked: what the provider reported
+    (`requested_amount`), capped at what the deposit still had (credited minus refunds and
+    earlier chargebacks); a cap is recorded in `reason`."""
+
     class Status(models.TextChoices):
-        RECEIVED = "received"
+        HELD = "held", "Held (deposit not credited yet)"
+        RECEIVED = "received", "Applied"
         REVERSED = "reversed", "Reversed (won)"
 
     deposit = models.ForeignKey(Deposit, on_delete=models.PROTECT, related_name="chargebacks")
     amount = models.DecimalField(**MONEY)
+    requested_amount = models.DecimalField(**MONEY, null=True, blank=True)
     # The part the player's cash could not cover, booked to write_off.
     written_off = models.DecimalField(**MONEY, default=Decimal(0))
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.RECEIVED)
     provider_reference = models.CharField(max_length=200, unique=True)
     reason = models.TextField(blank=True)
+    # When the provider booked it (a settlement report's booking time, a webhook's event time);
+    # reconciliation compares this, not the time we learnt of it.
+    occurred_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    reversed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.CheckConstraint(condition=Q(amount__gt=0), name="chargeback_amount_positive")
+            models.CheckConstraint(
+                condition=Q(amount__gte=0), name="chargeback_amount_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(written_off__gte=0) & Q(written_off__lte=F("amount")),
+                name="chargeback_write_off_within_amount",
+            ),
         ]
 
     def __str__(self):
         return self.provider_reference
+
+
+class ProviderEventKey(models.Model):
+    """Each provider event is applied once: its signed identifier (Stripe event id, Adyen
+    pspReference + eventCode, Skrill transaction_id + status, BTCPay delivery id) is written
+    here in the transaction that applies it; a redelivery hits the unique constraint."""
+
+    provider = models.ForeignKey("PaymentProvider", on_delete=models.PROTECT, related_name="+")
+    key = models.CharField(max_length=255)
+    webhook = models.ForeignKey("WebhookEvent", on_delete=models.PROTECT, related_name="event_keys")
+    event_type = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "key"], name="provider_event_applied_once")
+        ]
+
+    def __str__(self):
+        return self.key
 
 
 class WebhookEvent(models.Model):
@@ -461,7 +528,11 @@ class WebhookEvent(models.Model):
     provider = models.ForeignKey(PaymentProvider, on_delete=models.PROTECT, related_name="+")
     received_at = models.DateTimeField(auto_now_add=True)
     headers = models.JSONField(default=dict)
+    # A delivery with a valid signature is kept whole; any other keeps its first KB only, with
+    # the digest and size of the whole (an unsigned sender must not fill the table).
     body = models.TextField()
+    body_sha256 = models.CharField(max_length=64, blank=True)
+    body_size = models.PositiveIntegerField(default=0)
     is_signature_valid = models.BooleanField()
     signature_error = models.CharField(max_length=200, blank=True)
     outcome = models.CharField(max_length=12, choices=Outcome.choices, default=Outcome.PENDING)
@@ -592,6 +663,7 @@ __all__ = [
     "PaymentProvider",
     "PaymentTransition",
     "PayoutInstrument",
+    "ProviderEventKey",
     "Refund",
     "SandboxPayment",
     "WebhookEvent",

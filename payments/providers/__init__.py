@@ -1,15 +1,23 @@
-"""`adapter_for(provider)` returns the adapter that speaks that provider's API."""
+"""`adapter_for(provider)` returns the connector that speaks that provider's protocol."""
 
+from .adyen import AdyenConnector
 from .base import PaymentAdapter
-from .card import CardAdapter
-from .crypto import CryptoAdapter
-from .ewallet import EwalletAdapter
-from .open_banking import OpenBankingAdapter
+from .berlin_group import BerlinGroupConnector
+from .btcpay import BTCPayConnector
+from .skrill import SkrillConnector
+from .stripe import StripeConnector
 
-ADAPTERS: dict[str, type[PaymentAdapter]] = {
-    a.kind: a for a in (CardAdapter, EwalletAdapter, OpenBankingAdapter, CryptoAdapter)
+CONNECTORS: dict[str, type[PaymentAdapter]] = {
+    c.protocol: c
+    for c in (
+        StripeConnector,
+        AdyenConnector,
+        SkrillConnector,
+        BTCPayConnector,
+        BerlinGroupConnector,
+    )
 }
 
 
 def adapter_for(provider) -> PaymentAdapter:
-    return ADAPTERS[provider.kind](provider)
+    return CONNECTORS[provider.protocol](provider)

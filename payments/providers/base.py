@@ -1,38 +1,57 @@
-"""The one interface every payment provider adapter implements.
+"""The one interface every payment connector implements.
 
-An adapter translates between our objects and one provider's API: it starts payments, payouts
-and refunds over HTTP, verifies and parses webhooks into a `ProviderEvent`, fetches status
-for the janitor, and sorts the provider's decline codes into soft (retry may succeed) and
-hard. Adapters never touch the database: `payments.services` applies what they return.
+A connector speaks one provider's published protocol (Stripe, Adyen, Skrill, BTCPay Server
+Greenfield, Berlin Group NextGenPSD2) and translates between it and our objects: it starts
+payments, payouts and refunds over HTTP, verifies webhooks, parses them into `ProviderEvent`s,
+fetches status for the janitor, cancels what the protocol lets it cancel, and sorts the
+provider's decline codes into soft (a retry may succeed) and hard. Connectors never touch the
+database: `payments.services` applies what they return, under the payment's lock.
+
+Rules every connector keeps:
+- `verify_webhook` raises `InvalidSignature` and nothing else, whatever bytes or headers it is
+  given (compare with `signatures_match`, which never raises on non-ASCII input).
+- An event is trusted only for what its signature covers. `ProviderEvent.dedup_key` is built
+  from signed fields only (Stripe event id, Adyen pspReference + eventCode, Skrill
+  transaction_id + status, BTCPay delivery id); the inbox applies each key once.
+- Where a protocol's webhook carries no amounts (BTCPay, Berlin Group status notifications),
+  `parse_webhook` fetches the object from the provider's API and reports what the API says.
 """
 
 import hashlib
 import hmac
 import os
+import re
 import threading
 from dataclasses import dataclass, field
-from decimal import Decimal
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
 
 import httpx
 from django.conf import settings
 
 from wallets.errors import DomainError
-from wallets.services import quantize_money
+from wallets.services import currency_exponent, quantize_money
 
 from ..instruments import instrument_fingerprint
 
-# Normalised statuses an adapter reports; services map them onto the state machines.
+# Normalised statuses a connector reports; services map them onto the state machines.
 PENDING = "pending"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 EXPIRED = "expired"
 CANCELLED = "cancelled"
-# The provider pulled back a settled payment (a dispute the cardholder won).
-CHARGEBACK = "chargeback"
 
+# What an event is about.
 DEPOSIT = "deposit"
 WITHDRAWAL = "withdrawal"
 REFUND = "refund"
+DISPUTE = "dispute"
+
+# What a dispute event says happened to the money of a deposit.
+DISPUTE_NOTIFIED = "notified"  # inquiry, retrieval request, notification of chargeback: no money
+DISPUTE_CHARGEBACK = "chargeback"  # the provider took the money back
+DISPUTE_REVERSED = "reversed"  # the provider gave it back (dispute won, chargeback reversed)
+DISPUTE_LOST = "lost"  # closed in the cardholder's favour: no further money moves
 
 
 class ProviderUnavailable(DomainError):
@@ -52,6 +71,10 @@ class ProviderTimeout(DomainError):
 
 class InvalidSignature(Exception):
     """A webhook whose signature, timestamp or format does not check out."""
+
+
+class MalformedWebhook(ValueError):
+    """A verified webhook we cannot make sense of (unknown event type, missing field)."""
 
 
 @dataclass(frozen=True)
@@ -81,18 +104,50 @@ class ProviderResult:
     is_late: bool = False
     decline_code: str = ""
     decline_kind: str = ""
-    # Only deposits carry it, and only when the provider says who paid.
+    # Only deposits carry these, and only when the provider says who paid.
     payer_instrument: PayerInstrument | None = None
+    payer_name: str = ""
+
+
+@dataclass(frozen=True)
+class DisputeInfo:
+    """A dispute or chargeback on a deposit, as the provider reports it."""
+
+    action: str  # one of the DISPUTE_* actions
+    # The provider's id of the dispute (Stripe dispute id, Adyen chargeback pspReference …);
+    # one chargeback per dispute reference is ever booked.
+    dispute_reference: str
+    amount: Decimal | None = None  # None: the whole deposit
+    currency: str = ""
+    reason_code: str = ""
+    reason: str = ""
+    due_by: datetime | None = None
 
 
 @dataclass(frozen=True)
 class ProviderEvent:
-    """A verified webhook, parsed. `reference` is ours (the provider echoes it)."""
+    """One verified, parsed provider event. A delivery may carry several (Adyen batches).
 
-    subject: str
-    reference: str
-    event_type: str
-    result: ProviderResult
+    The payment is found by `reference` (ours, echoed by the provider) or, when the provider
+    only names its own object (a Stripe dispute names the PaymentIntent), by
+    `provider_reference`."""
+
+    subject: str  # DEPOSIT, WITHDRAWAL, REFUND or DISPUTE (disputes are on deposits)
+    event_type: str  # the provider's own name, e.g. "payment_intent.succeeded"
+    dedup_key: str  # from signed fields only; the inbox applies each key once
+    reference: str = ""
+    provider_reference: str = ""
+    result: ProviderResult | None = None  # DEPOSIT, WITHDRAWAL, REFUND
+    dispute: DisputeInfo | None = None  # DISPUTE
+
+
+@dataclass(frozen=True)
+class WebhookAck:
+    """What the provider expects back for a delivery it must not resend."""
+
+    status: int = 200
+    body: bytes = b'{"received":true}'
+    content_type: str = "application/json"
 
 
 _clients: dict[tuple, httpx.Client] = {}
@@ -105,15 +160,62 @@ def provider_secret(provider, name: str) -> str:
     return os.environ.get(env_name) or getattr(provider, name.lower())
 
 
-def hmac_sha256(secret: str, message: bytes) -> str:
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+def hmac_sha256(secret: str | bytes, message: bytes) -> str:
+    key = secret.encode() if isinstance(secret, str) else secret
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def signatures_match(expected: str, received) -> bool:
+    """Constant-time comparison that never raises: a non-ASCII or non-string signature from
+    the wire simply does not match (`hmac.compare_digest` raises TypeError on non-ASCII str)."""
+    if not isinstance(received, str):
+        return False
+    return hmac.compare_digest(expected.encode(), received.encode("utf-8", "surrogateescape"))
+
+
+def money(amount: Decimal, currency: str) -> str:
+    """Amounts go to providers as decimal strings at the currency's exponent, never floats."""
+    return f"{quantize_money(amount, currency):f}"
+
+
+def to_minor_units(amount: Decimal, currency: str) -> int:
+    """Stripe and Adyen carry amounts as integers in the currency's minor unit."""
+    return int(quantize_money(amount, currency).scaleb(currency_exponent(currency)))
+
+
+def from_minor_units(value, currency: str) -> Decimal:
+    """An integer amount in minor units from a provider; anything else is malformed."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MalformedWebhook(f"amount {value!r} is not an integer in minor units")
+    return Decimal(value).scaleb(-currency_exponent(currency))
+
+
+_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+def parse_decimal(value) -> Decimal:
+    """A decimal string from a provider ("12.50"); floats, exponents and junk are malformed."""
+    if not isinstance(value, str) or not _DECIMAL.fullmatch(value):
+        raise MalformedWebhook(f"amount {value!r} is not a decimal string")
+    try:
+        return Decimal(value)
+    except InvalidOperation as exc:  # pragma: no cover - the pattern admits only decimals
+        raise MalformedWebhook(f"amount {value!r} is not a decimal string") from exc
 
 
 class PaymentAdapter:
-    kind: str = ""
+    """Base of every connector. Subclasses set `protocol`, `soft_declines`, and implement the
+    calls their protocol offers; a call the protocol does not offer raises NotImplementedError
+    (`supports_*` say which)."""
+
+    protocol: str = ""
+    # Content types a webhook delivery may have (the endpoint refuses others with 415).
+    webhook_content_types: tuple[str, ...] = ("application/json",)
     # Provider decline code → soft or hard. Unknown codes are hard: retrying a decline we do
     # not understand risks duplicate charges and issuer penalties.
     soft_declines: frozenset[str] = frozenset()
+    supports_payouts = True
+    supports_cancel = True
 
     def __init__(self, provider):
         self.provider = provider
@@ -131,6 +233,12 @@ class PaymentAdapter:
     def refund(self, *, refund, notify_url: str) -> ProviderResult:
         raise NotImplementedError
 
+    def cancel_payment(self, *, deposit) -> ProviderResult | None:
+        """Stop an open payment at the provider so it can no longer be paid (the janitor calls
+        it for an expired deposit). Returns what the provider says the payment now is — it may
+        already have succeeded — or None when the provider has never heard of it."""
+        raise NotImplementedError
+
     def fetch_payment_status(self, *, deposit) -> ProviderResult | None:
         """None when the provider has never heard of the payment."""
         raise NotImplementedError
@@ -143,13 +251,19 @@ class PaymentAdapter:
 
     # --- webhooks ----------------------------------------------------------------------------
 
-    def verify_webhook(self, *, body: bytes, headers: dict) -> None:
-        """Raise InvalidSignature unless the webhook was signed with our secret."""
+    def verify_webhook(self, *, body: bytes, headers: dict[str, str]) -> None:
+        """Raise InvalidSignature unless the delivery was signed with our secret. `headers` has
+        lower-case names. Never raises anything else, whatever the input."""
         raise NotImplementedError
 
-    def parse_webhook(self, *, body: bytes, headers: dict) -> ProviderEvent:
-        """Only called on a verified body. Raises ValueError on a malformed one."""
+    def parse_webhook(self, *, body: bytes, headers: dict[str, str]) -> list[ProviderEvent]:
+        """Only called on a verified body, in a worker. Raises MalformedWebhook on a body it
+        cannot read; may call the provider's API (ProviderTimeout / ProviderUnavailable then
+        leave the delivery for the sweeper to retry)."""
         raise NotImplementedError
+
+    def webhook_ack(self) -> WebhookAck:
+        return WebhookAck()
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -158,11 +272,12 @@ class PaymentAdapter:
             return ""
         return "soft" if code in self.soft_declines else "hard"
 
-    def _client(self) -> httpx.Client:
+    def _client(self, base_url: str | None = None) -> httpx.Client:
         """One pooled client per provider URL and process: building a client loads the CA
         bundle (~15 ms) and a fresh client cannot reuse connections."""
+        base_url = base_url or self.provider.api_base_url
         key = (
-            self.provider.api_base_url,
+            base_url,
             settings.PAYMENTS_PROVIDER_TIMEOUT_SECONDS,
             settings.PAYMENTS_PROVIDER_CONNECT_TIMEOUT_SECONDS,
         )
@@ -170,17 +285,19 @@ class PaymentAdapter:
             client = _clients.get(key)
             if client is None:
                 client = _clients[key] = httpx.Client(
-                    base_url=self.provider.api_base_url.rstrip("/") + "/",
+                    base_url=base_url.rstrip("/") + "/",
                     timeout=httpx.Timeout(key[1], connect=key[2]),
                 )
         return client
 
-    def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
-        """One HTTP call. A 4xx comes back to the adapter (it carries declines). A failed
+    def _request(
+        self, method: str, path: str, *, base_url: str | None = None, **kwargs
+    ) -> httpx.Response:
+        """One HTTP call. A 4xx comes back to the connector (it carries declines). A failed
         connection means the request never left (ProviderUnavailable); a timeout, a broken
         read or a 5xx leaves the outcome unknown (ProviderTimeout)."""
         try:
-            response = self._client().request(method, path, **kwargs)
+            response = self._client(base_url).request(method, path, **kwargs)
         except httpx.ConnectError as exc:
             raise ProviderUnavailable(
                 f"{self.provider.code} unreachable: {exc}", provider=self.provider.code
@@ -207,8 +324,3 @@ class PaymentAdapter:
                 "not JSON.",
                 provider=self.provider.code,
             ) from exc
-
-
-def money(amount: Decimal, currency: str) -> str:
-    """Amounts go to providers as decimal strings at the currency's exponent, never floats."""
-    return str(quantize_money(amount, currency))

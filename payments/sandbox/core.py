@@ -1,5 +1,7 @@
 """What every simulated provider shares: scenarios chosen by magic amounts, the sandbox
-objects, and webhooks sent later through Celery.
+objects, hosted pages, and webhooks sent later through Celery. Each protocol's own module
+(`payments/sandbox/<protocol>.py`, listed in `protocols.py`) words the objects and signs the
+webhooks exactly as that provider does.
 
 The scenario is the last two digits of the amount in minor units (EUR 10.05 → "05",
 BTC 0.00100007 → "07", JPY 1,009 → "09"), like a PSP's test card numbers.
@@ -27,6 +29,8 @@ WEBHOOK_DELAYED = "webhook_delayed"
 WEBHOOK_TWICE = "webhook_twice"
 OUT_OF_ORDER = "out_of_order"
 BAD_SIGNATURE = "bad_signature"
+CHARGEBACK = "chargeback"
+CHARGEBACK_FIRST = "chargeback_first"
 
 SCENARIOS = {
     "01": INSTANT,
@@ -37,6 +41,8 @@ SCENARIOS = {
     "09": WEBHOOK_TWICE,
     "10": OUT_OF_ORDER,
     "11": BAD_SIGNATURE,
+    "12": CHARGEBACK,
+    "13": CHARGEBACK_FIRST,
 }
 
 # Outcomes a sandbox object ends in, in each provider's vocabulary via its dialect.
@@ -48,6 +54,10 @@ CANCELLED = "cancelled"
 EXPIRED = "expired"
 # Only in answers: accepted, result to follow by webhook.
 PROCESSING = "processing"
+# Only in webhooks, after PAID: the cardholder disputed the payment and the provider took the
+# money back; then the provider reversed that (the merchant won).
+DISPUTED = "disputed"
+DISPUTE_WON = "dispute_won"
 
 # Scenarios about webhooks answer "processing" at once, so only the webhook (or polling)
 # can carry the result.
@@ -130,6 +140,11 @@ def schedule_webhooks(payment: SandboxPayment, outcome: str) -> None:
         sends = [(outcome, 0, True), (PENDING, 1.0, True)]
     elif scenario == BAD_SIGNATURE:
         sends = [(outcome, 0, False)]
+    elif scenario == CHARGEBACK and outcome == PAID:
+        sends = [(outcome, 0, True), (DISPUTED, 1.0, True)]
+    elif scenario == CHARGEBACK_FIRST and outcome == PAID:
+        # The dispute overtakes the success: payments must hold it until the credit.
+        sends = [(DISPUTED, 0, True), (outcome, 1.0, True)]
     else:
         sends = [(outcome, 0, True)]
     pk = payment.pk
@@ -161,3 +176,118 @@ def stall_if_timeout(payment: SandboxPayment) -> None:
     """The timeout scenario answers later than the adapter waits."""
     if payment.scenario == TIMEOUT:
         time.sleep(settings.PAYMENTS_SANDBOX_TIMEOUT_SLEEP_SECONDS)
+
+
+# --- shared by every protocol's views -----------------------------------------------------
+
+
+def base_url(request, protocol: str, code: str) -> str:
+    """The provider's API base as the connector sees it (`PaymentProvider.api_base_url`)."""
+    return request.build_absolute_uri(f"/api/v1/sandbox/{protocol}/{code}/")
+
+
+def positive_decimal(value) -> Decimal | None:
+    """A positive, finite decimal from a request field, else None."""
+    from decimal import InvalidOperation
+
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, TypeError, ValueError):
+        return None
+    return amount if amount.is_finite() and amount > 0 else None
+
+
+def known_currency(code) -> bool:
+    from wallets.models import Currency
+
+    return isinstance(code, str) and Currency.objects.filter(code=code).exists()
+
+
+def start(
+    *,
+    code: str,
+    kind: str,
+    prefix: str,
+    reference: str,
+    amount: Decimal,
+    currency: str,
+    notify_url: str,
+    return_url: str = "",
+    data: dict | None = None,
+    hosted: bool = False,
+) -> SandboxPayment:
+    """Create (or find, for a retried request) the object and play its scenario. Returns the
+    object; a `hosted` payment in the plain success scenario waits for its hosted page."""
+    payment, created = create(
+        provider_code=code,
+        kind=kind,
+        prefix=prefix,
+        merchant_reference=reference,
+        amount=amount,
+        currency=currency,
+        notify_url=notify_url,
+        return_url=return_url,
+        data=data,
+    )
+    if created:
+        outcome = outcome_for_scenario(payment)
+        if outcome is None and not hosted:
+            outcome = PAID
+        if outcome is not None:
+            settle(payment, outcome)
+        stall_if_timeout(payment)
+    return payment
+
+
+def hosted_page(request, payment, *, title, description, buttons, asks_payer=True):
+    from django.shortcuts import render
+
+    return render(
+        request,
+        "payments/sandbox/hosted_page.html",
+        {
+            "payment": payment,
+            "title": title,
+            "description": description,
+            "buttons": buttons,
+            # A crypto invoice only knows the address paid to, never the payer's.
+            "asks_payer": asks_payer,
+        },
+    )
+
+
+def finish_page(payment, outcome, request):
+    """The player pressed a button on a hosted page: settle (once) and go back."""
+    from django.http import HttpResponseRedirect
+
+    if payment.status == PENDING:
+        # The card number, wallet email or IBAN the player paid with, when the form has one.
+        payer = request.POST.get("payer", "").strip()
+        settle(payment, outcome, **({"payer": payer[:200]} if payer else {}))
+    return HttpResponseRedirect(payment.return_url or "/")
+
+
+def payer_of(payment: SandboxPayment, outcome: str) -> str:
+    """Who paid: what the player typed on the hosted page (`payer`), else the merchant's
+    customer reference, so one test player paying twice pays from the same instrument.
+    Unknown while the payment waits for the player (they choose it on the hosted page)."""
+    if payment.kind != SandboxPayment.Kind.PAYMENT or outcome == PENDING:
+        return ""
+    return str(payment.data.get("payer") or payment.data.get("customer") or "")
+
+
+def digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sandbox_iban(source: str) -> str:
+    """A valid German IBAN (mod-97 check digits) derived from `source`."""
+    bban = "37040044" + f"{int(digest(source), 16) % 10**10:010d}"
+    check = 98 - int("".join(str(int(c, 36)) for c in bban + "DE00")) % 97
+    return f"DE{check:02d}{bban}"
+
+
+# Signs the bad-signature scenario: anything but the provider's real secret.
+WRONG_SECRET = "not-the-shared-secret"  # noqa: S105

@@ -12,17 +12,20 @@ One module per subject; callers import from here.
 """
 
 from .casino import due_notification_ids, resend_notification
+from .chargebacks import apply_held_chargebacks, record_chargeback, reverse_chargeback
 from .common import new_reference, webhook_url
 from .deposits import accept_held_deposit, apply_deposit_result, create_deposit, expire_deposit
 from .inbox import (
+    WebhookRefused,
     process_webhook,
     receive_webhook,
     record_webhook_failure,
     store_webhook,
     unprocessed_webhook_ids,
+    webhook_ack,
 )
 from .janitor import poll_stuck_payments
-from .refunds import apply_refund_result, record_chargeback, refund_deposit
+from .refunds import apply_refund_result, refund_deposit
 from .setup import SANDBOX_PROVIDERS, ensure_sandbox_providers
 from .withdrawals import (
     add_payout_instrument,
@@ -37,9 +40,11 @@ from .withdrawals import (
 
 __all__ = [
     "SANDBOX_PROVIDERS",
+    "WebhookRefused",
     "accept_held_deposit",
     "add_payout_instrument",
     "apply_deposit_result",
+    "apply_held_chargebacks",
     "apply_refund_result",
     "apply_withdrawal_result",
     "approve_withdrawal",
@@ -59,8 +64,10 @@ __all__ = [
     "reject_withdrawal",
     "request_withdrawal",
     "resend_notification",
+    "reverse_chargeback",
     "start_payout",
     "store_webhook",
     "unprocessed_webhook_ids",
+    "webhook_ack",
     "webhook_url",
 ]

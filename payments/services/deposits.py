@@ -27,6 +27,7 @@ from ..providers.base import (
     ProviderUnavailable,
 )
 from .casino import notify_deposit
+from .chargebacks import apply_held_chargebacks
 from .common import fingerprint, new_reference, record_transition, replayed, webhook_url
 
 DS = Deposit.Status
@@ -196,6 +197,9 @@ def advance_deposit(deposit, result, *, source, webhook=None, actor=None, reason
             return _hold_underpaid(
                 deposit, received, source=source, webhook=webhook, why="player blocked"
             )
+        deposit.save()
+        # A chargeback that overtook the success is applied now that the money is in.
+        apply_held_chargebacks(deposit)
         reason = reason or (
             f"received {received} of {deposit.amount}" if received != deposit.amount else ""
         )
@@ -288,6 +292,7 @@ def accept_held_deposit(*, deposit: Deposit, actor, reason: str) -> Deposit:
             metadata={"accepted_by": actor.pk, "reason": reason, **locked.instrument_metadata},
         )
         locked.save()
+        apply_held_chargebacks(locked)
         record_transition(locked, before, source="admin", actor=actor, reason=reason)
         notify_deposit(locked)
     return locked

@@ -1,8 +1,8 @@
-"""Refunds and chargebacks of succeeded deposits."""
+"""Refunds of succeeded deposits."""
 
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from wallets import services as ledger
@@ -11,7 +11,7 @@ from wallets.models import Account, JournalEntry
 
 from .. import providers
 from ..errors import InvalidTransition, RefundNotSupported, RefundTooLarge
-from ..models import Chargeback, Deposit, Refund
+from ..models import Deposit, Refund
 from ..providers.base import FAILED, SUCCEEDED, ProviderResult, ProviderTimeout, ProviderUnavailable
 from .casino import notify_deposit
 from .common import new_reference, record_transition, webhook_url
@@ -36,7 +36,9 @@ def refund_deposit(*, deposit: Deposit, amount, actor, reason: str) -> Refund:
         in_flight = sum(
             (r.amount for r in locked.refunds.filter(status=Refund.Status.PENDING)), Decimal(0)
         )
-        left = locked.credited_amount - locked.refunded_amount - in_flight
+        left = (
+            locked.credited_amount - locked.refunded_amount - locked.charged_back_amount - in_flight
+        )
         if amount > left:
             raise RefundTooLarge(
                 f"At most {ledger.quantize_money(left, locked.currency_id)} can be refunded.",
@@ -112,71 +114,3 @@ def advance_refund(refund, result, *, source, webhook=None) -> bool:
     refund.save()
     record_transition(refund, Refund.Status.PENDING, source=source, webhook=webhook)
     return True
-
-
-def record_chargeback(
-    *, deposit: Deposit, amount, provider_reference: str, reason: str = ""
-) -> Chargeback:
-    """The provider took `amount` of a deposit back. Idempotent by `provider_reference`.
-
-    The provider's clearing account is credited (it no longer owes us the money); the
-    player's cash pays as much as it holds and the rest is booked to `write_off`, because a
-    player balance may never go negative."""
-    amount = ledger.validate_amount(amount, deposit.currency_id)
-    if not provider_reference:
-        raise MissingReason("A chargeback needs the provider's reference.")
-    existing = Chargeback.objects.filter(provider_reference=provider_reference).first()
-    if existing is not None:
-        return existing
-    with transaction.atomic():
-        Deposit.objects.select_for_update().get(pk=deposit.pk)
-        accounts = ledger.open_wallet(player=deposit.player, currency=deposit.currency_id)
-        cash = Account.objects.select_for_update(no_key=True).get(
-            pk=accounts[Account.Kind.PLAYER_CASH].pk
-        )
-        from_player = min(cash.balance, amount)
-        written_off = amount - from_player
-        currency = deposit.currency_id
-        legs = [
-            (
-                ledger.system_account(
-                    kind=Account.Kind.PROVIDER_CLEARING,
-                    currency=currency,
-                    system_code=deposit.provider.code,
-                ),
-                amount,
-            )
-        ]
-        if from_player:
-            legs.append((cash, -from_player))
-        if written_off:
-            legs.append(
-                (
-                    ledger.system_account(kind=Account.Kind.WRITE_OFF, currency=currency),
-                    -written_off,
-                )
-            )
-        try:
-            with transaction.atomic():
-                chargeback = Chargeback.objects.create(
-                    deposit=deposit,
-                    amount=amount,
-                    written_off=written_off,
-                    provider_reference=provider_reference,
-                    reason=reason,
-                )
-        except IntegrityError:
-            return Chargeback.objects.get(provider_reference=provider_reference)
-        ledger.post_entry(
-            kind=JournalEntry.Kind.CHARGEBACK,
-            legs=legs,
-            idempotency_key=f"chargeback:{deposit.provider.code}:{provider_reference}",
-            request={"deposit": deposit.reference, "amount": str(amount)},
-            external_reference=deposit.reference,
-            metadata={
-                "provider_reference": provider_reference,
-                "written_off": str(written_off),
-                "reason": reason,
-            },
-        )
-    return chargeback

@@ -150,12 +150,13 @@ def _timestamp(iso: str) -> float:
 
 @pytest.fixture
 def sandbox(celery_worker, live_server, transactional_db):
-    """The four sandbox providers, pointed at the live server, with fresh secrets. On the way
-    out it waits for the worker to finish this test's tasks: a webhook still being processed
-    while the test database is truncated would deadlock with the truncation."""
+    """The sandbox providers, keyed by protocol, pointed at the live server, with fresh
+    secrets. On the way out it waits for the worker to finish this test's tasks: a webhook
+    still being processed while the test database is truncated would deadlock with the
+    truncation."""
     from config.celery import app
 
-    yield {p.kind: p for p in services.ensure_sandbox_providers(base_url=live_server.url)}
+    yield {p.protocol: p for p in services.ensure_sandbox_providers(base_url=live_server.url)}
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     name = f"{TEST_QUEUE}@{socket.gethostname()}"
     deadline = time.monotonic() + 20
