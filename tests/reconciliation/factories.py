@@ -47,6 +47,7 @@ class ProviderFactory(factory.django.DjangoModelFactory):
     code = "adyen"
     name = factory.LazyAttribute(lambda p: p.code.title())
     kind = PaymentProvider.Kind.CARD
+    protocol = PaymentProvider.Protocol.ADYEN
     api_base_url = "http://127.0.0.1:9/"
 
     @factory.post_generation
