@@ -44,6 +44,10 @@ def _client_ip(request) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+def _created_or_replayed(payment) -> int:
+    return status.HTTP_200_OK if getattr(payment, "is_replay", False) else status.HTTP_201_CREATED
+
+
 def _idempotency_key(request) -> str:
     key = request.headers.get("Idempotency-Key", "").strip()
     if not key or len(key) > 200:
@@ -136,7 +140,6 @@ class DepositsView(generics.ListAPIView):
         incoming.is_valid(raise_exception=True)
         data = incoming.validated_data
         player = request.user.player
-        existed = Deposit.objects.filter(player=player, idempotency_key=key).exists()
         deposit = services.create_deposit(
             player=player,
             method_code=data["method"],
@@ -149,7 +152,7 @@ class DepositsView(generics.ListAPIView):
         )
         return Response(
             DepositSerializer(deposit).data,
-            status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED,
+            status=_created_or_replayed(deposit),
         )
 
 
@@ -282,7 +285,6 @@ class WithdrawalsView(generics.ListAPIView):
         instrument = PayoutInstrument.objects.filter(pk=data["instrument"], player=player).first()
         if instrument is None:
             raise serializers.ValidationError({"instrument": "No such payout instrument."})
-        existed = Withdrawal.objects.filter(player=player, idempotency_key=key).exists()
         withdrawal = services.request_withdrawal(
             player=player,
             instrument=instrument,
@@ -294,7 +296,7 @@ class WithdrawalsView(generics.ListAPIView):
         )
         return Response(
             WithdrawalSerializer(withdrawal).data,
-            status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED,
+            status=_created_or_replayed(withdrawal),
         )
 
 

@@ -7,6 +7,7 @@ Transition methods only change fields of their own row (no side effects), so a t
 raises `TransitionNotAllowed` has written nothing.
 """
 
+import uuid
 from decimal import Decimal
 
 import django_fsm as fsm
@@ -470,7 +471,7 @@ class Chargeback(models.Model):
     # The part the player's cash could not cover, booked to write_off.
     written_off = models.DecimalField(**MONEY, default=Decimal(0))
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.RECEIVED)
-    provider_reference = models.CharField(max_length=200, unique=True)
+    provider_reference = models.CharField(max_length=200, db_index=True)
     reason = models.TextField(blank=True)
     # When the provider booked it (a settlement report's booking time, a webhook's event time);
     # reconciliation compares this, not the time we learnt of it.
@@ -482,6 +483,10 @@ class Chargeback(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            # Scoped to the deposit: a dispute id is the provider's and never reaches across.
+            models.UniqueConstraint(
+                fields=["deposit", "provider_reference"], name="one_chargeback_per_dispute"
+            ),
             models.CheckConstraint(
                 condition=Q(amount__gte=0), name="chargeback_amount_not_negative"
             ),
@@ -605,7 +610,11 @@ class PaymentTransition(models.Model):
 
 
 class Notification(models.Model):
-    """A signed POST to the casino about a payment's final state, retried with backoff."""
+    """A signed POST to the casino about a payment's final state, retried with backoff.
+
+    `event_id` names the event, not the delivery: every retry and re-send of one notification
+    carries the same id (body `event_id`, header `Casino-Event-Id`) so the casino applies it
+    once, and two events about one payment (two partial refunds) carry different ids."""
 
     class Status(models.TextChoices):
         PENDING = "pending"
@@ -618,10 +627,14 @@ class Notification(models.Model):
     withdrawal = models.ForeignKey(
         Withdrawal, null=True, blank=True, on_delete=models.PROTECT, related_name="notifications"
     )
+    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     url = models.URLField(max_length=500)
     payload = models.JSONField()
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Attempts since the schedule (re)started: an operator's re-send starts a fresh backoff
+    # schedule instead of one last attempt.
+    attempts_in_schedule = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)

@@ -1,10 +1,12 @@
 """Signed notifications to the casino's `callback_url`.
 
 Each POST carries `Casino-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">` with
-PAYMENTS_CALLBACK_SECRET; the casino verifies it exactly as we verify card webhooks and
-rejects timestamps older than a few minutes. A non-2xx answer or a network error is retried
-after 1 m, 5 m, 30 m, 2 h, 6 h and 24 h (PAYMENTS_NOTIFICATION_BACKOFF_SECONDS), then the
-notification is given up and an operator can re-send it from the admin.
+PAYMENTS_CALLBACK_SECRET (the casino verifies it and rejects timestamps older than a few
+minutes) and `Casino-Event-Id`, the notification's `event_id`, also in the body: the casino
+deduplicates on it. A non-2xx answer, a network error or no answer within
+PAYMENTS_NOTIFICATION_TIMEOUT_SECONDS is retried after 1 m, 5 m, 30 m, 2 h, 6 h and 24 h
+(PAYMENTS_NOTIFICATION_BACKOFF_SECONDS), then the notification is given up; an operator can
+re-send it from the admin, which starts the schedule afresh.
 """
 
 import json
@@ -21,6 +23,7 @@ from .models import Notification, NotificationAttempt
 from .providers.base import hmac_sha256
 
 SIGNATURE_HEADER = "Casino-Signature"
+EVENT_ID_HEADER = "Casino-Event-Id"
 
 
 def callback_secret() -> str:
@@ -57,6 +60,7 @@ def deliver(*, notification_id: int) -> Notification | None:
                 headers={
                     "Content-Type": "application/json",
                     SIGNATURE_HEADER: sign(body, int(time.time())),
+                    EVENT_ID_HEADER: str(notification.event_id),
                 },
                 timeout=settings.PAYMENTS_NOTIFICATION_TIMEOUT_SECONDS,
             )
@@ -72,6 +76,7 @@ def deliver(*, notification_id: int) -> Notification | None:
             duration_ms=int((time.monotonic() - started) * 1000),
         )
         notification.attempts += 1
+        notification.attempts_in_schedule += 1
         notification.last_status_code = status_code
         notification.last_error = error
         now = timezone.now()
@@ -81,7 +86,7 @@ def deliver(*, notification_id: int) -> Notification | None:
             notification.next_attempt_at = None
         else:
             backoff = settings.PAYMENTS_NOTIFICATION_BACKOFF_SECONDS
-            retry_number = notification.attempts - 1
+            retry_number = notification.attempts_in_schedule - 1
             if retry_number < len(backoff):
                 notification.next_attempt_at = now + timedelta(seconds=backoff[retry_number])
             else:

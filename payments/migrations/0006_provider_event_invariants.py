@@ -170,4 +170,15 @@ class Migration(migrations.Migration):
                 fields=("provider", "key"), name="provider_event_applied_once"
             ),
         ),
+        migrations.AlterField(
+            model_name="chargeback",
+            name="provider_reference",
+            field=models.CharField(db_index=True, max_length=200),
+        ),
+        migrations.AddConstraint(
+            model_name="chargeback",
+            constraint=models.UniqueConstraint(
+                fields=("deposit", "provider_reference"), name="one_chargeback_per_dispute"
+            ),
+        ),
     ]

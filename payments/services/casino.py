@@ -1,6 +1,8 @@
 """Notifications to the casino: written in the transaction of the final state, delivered
 by `payments.notifications` through Celery."""
 
+import uuid
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -37,11 +39,19 @@ def _payload(subject) -> dict:
 def _notify(subject, field: str) -> None:
     if not subject.callback_url:
         return
+    event_id = uuid.uuid4()
+    now = timezone.now()
     notification = Notification.objects.create(
         **{field: subject},
+        event_id=event_id,
         url=subject.callback_url,
-        payload=_payload(subject),
-        next_attempt_at=timezone.now(),
+        payload={
+            "event_id": str(event_id),
+            "event": f"{field}.{subject.status}",
+            "occurred_at": now.isoformat(),
+            **_payload(subject),
+        },
+        next_attempt_at=now,
     )
     from ..tasks import deliver_notification
 
@@ -58,14 +68,15 @@ def notify_withdrawal(withdrawal):
 
 def resend_notification(*, notification: Notification, actor=None) -> Notification:
     """Deliver again (an operator's action): a gave-up or delivered notification is queued
-    anew with its original payload."""
+    anew with its original payload and event id, on a fresh backoff schedule."""
     from ..tasks import deliver_notification
 
     with transaction.atomic():
         locked = Notification.objects.select_for_update().get(pk=notification.pk)
         locked.status = Notification.Status.PENDING
         locked.next_attempt_at = timezone.now()
-        locked.save(update_fields=["status", "next_attempt_at"])
+        locked.attempts_in_schedule = 0
+        locked.save(update_fields=["status", "next_attempt_at", "attempts_in_schedule"])
         transaction.on_commit(lambda: deliver_notification.delay(locked.pk), robust=True)
     return locked
 

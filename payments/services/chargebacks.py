@@ -9,6 +9,7 @@ Invariants (backed by `deposit_refunds_and_chargebacks_within_credit`):
   order: a reversal that overtakes its chargeback leaves the chargeback with nothing to do.
 """
 
+import hashlib
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
@@ -34,7 +35,7 @@ def record_chargeback(
     occurred_at=None,
 ) -> Chargeback:
     """The provider took `amount` (None: the whole credited amount) of a deposit back.
-    Idempotent by `provider_reference` (the provider's dispute id).
+    Idempotent by `provider_reference` (the provider's dispute id) on this deposit.
 
     The provider's clearing account is credited (it no longer owes us the money); the
     player's cash pays as much as it holds and the rest is booked to `write_off`, because a
@@ -45,7 +46,9 @@ def record_chargeback(
         amount = ledger.validate_amount(amount, deposit.currency_id)
     with transaction.atomic():
         locked = Deposit.objects.select_for_update().select_related("provider").get(pk=deposit.pk)
-        existing = Chargeback.objects.filter(provider_reference=provider_reference).first()
+        existing = Chargeback.objects.filter(
+            deposit=locked, provider_reference=provider_reference
+        ).first()
         if existing is not None:
             return existing
         requested = amount if amount is not None else locked.credited_amount
@@ -61,7 +64,7 @@ def record_chargeback(
                     occurred_at=occurred_at,
                 )
         except IntegrityError:
-            return Chargeback.objects.get(provider_reference=provider_reference)
+            return Chargeback.objects.get(deposit=locked, provider_reference=provider_reference)
         if locked.status in CREDITED:
             _apply(chargeback, locked)
     return chargeback
@@ -120,7 +123,7 @@ def _post(chargeback: Chargeback, deposit: Deposit, amount: Decimal) -> Decimal:
     ledger.post_entry(
         kind=JournalEntry.Kind.CHARGEBACK,
         legs=legs,
-        idempotency_key=f"chargeback:{deposit.provider.code}:{chargeback.provider_reference}",
+        idempotency_key=_entry_key("chargeback", deposit, chargeback),
         request={"deposit": deposit.reference, "amount": str(amount)},
         external_reference=deposit.reference,
         metadata={
@@ -145,7 +148,7 @@ def reverse_chargeback(
         locked = Deposit.objects.select_for_update().select_related("provider").get(pk=deposit.pk)
         chargeback = (
             Chargeback.objects.select_for_update()
-            .filter(provider_reference=provider_reference)
+            .filter(deposit=locked, provider_reference=provider_reference)
             .first()
         )
         now = timezone.now()
@@ -185,13 +188,21 @@ def _post_reversal(chargeback: Chargeback, deposit: Deposit) -> None:
     ledger.post_entry(
         kind=JournalEntry.Kind.CHARGEBACK_REVERSAL,
         legs=legs,
-        idempotency_key=(
-            f"chargeback-reversal:{deposit.provider.code}:{chargeback.provider_reference}"
-        ),
+        idempotency_key=_entry_key("chargeback-reversal", deposit, chargeback),
         request={"deposit": deposit.reference, "amount": str(chargeback.amount)},
         external_reference=deposit.reference,
         metadata={"provider_reference": chargeback.provider_reference},
     )
+
+
+def _entry_key(prefix: str, deposit: Deposit, chargeback: Chargeback) -> str:
+    """The ledger key of a chargeback's entry: the deposit (unique) and the dispute; a dispute
+    id too long for the key column is replaced by its digest."""
+    dispute = chargeback.provider_reference
+    key = f"{prefix}:{deposit.reference}:{dispute}"
+    if len(key) > 200:
+        key = f"{prefix}:{deposit.reference}:{hashlib.sha256(dispute.encode()).hexdigest()}"
+    return key
 
 
 def _clearing(deposit: Deposit) -> Account:

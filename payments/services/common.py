@@ -44,10 +44,13 @@ def record_transition(
 
 
 def replayed(existing, request_hash: str, idempotency_key: str):
+    """The payment an idempotency key already made, marked `is_replay` so the API answers 200
+    (not 201) — also for the request that lost a race on the unique key."""
     if existing.request_hash != request_hash:
         raise IdempotencyConflict(
             f"Idempotency key {idempotency_key!r} was used for a different request.",
             idempotency_key=idempotency_key,
             reference=existing.reference,
         )
+    existing.is_replay = True
     return existing

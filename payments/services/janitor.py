@@ -6,7 +6,15 @@ from django.utils import timezone
 
 from .. import providers
 from ..models import Deposit, Refund, Withdrawal
-from ..providers.base import PENDING, ProviderTimeout, ProviderUnavailable
+from ..providers.base import (
+    CANCELLED,
+    EXPIRED,
+    PENDING,
+    SUCCEEDED,
+    ProviderResult,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
 from .deposits import apply_deposit_result, expire_deposit
 from .refunds import apply_refund_result
 from .withdrawals import apply_withdrawal_result
@@ -18,13 +26,16 @@ WS = Withdrawal.Status
 def poll_stuck_payments(*, stuck_after: timedelta) -> dict[str, int]:
     """Ask providers about deposits, payouts and refunds open longer than `stuck_after`, apply
     what they say, and expire deposits past their expiry that the provider has nothing final
-    on. Approved withdrawals whose payout task was lost are sent again."""
+    on — cancelling them at the provider first where its protocol can, so an expired deposit
+    can no longer be paid. A provider that cannot be reached does not keep a deposit open past
+    its expiry. Approved withdrawals whose payout task was lost are sent again."""
     from ..tasks import start_payout as start_payout_task
 
     cutoff = timezone.now() - stuck_after
     counts = {
         "deposits_polled": 0,
         "deposits_expired": 0,
+        "deposits_cancelled_at_provider": 0,
         "payouts_polled": 0,
         "payouts_sent": 0,
         "refunds_polled": 0,
@@ -36,16 +47,23 @@ def poll_stuck_payments(*, stuck_after: timedelta) -> dict[str, int]:
         adapter = providers.adapter_for(deposit.provider)
         try:
             result = adapter.fetch_payment_status(deposit=deposit)
+            counts["deposits_polled"] += 1
         except (ProviderTimeout, ProviderUnavailable):
-            continue
-        counts["deposits_polled"] += 1
+            # Unreachable: nothing learnt. Past its expiry the deposit is expired all the same
+            # (a payment the provider completes later still credits, flagged as late).
+            result = None
         if result is not None and result.status != PENDING:
             apply_deposit_result(
                 deposit_id=deposit.pk, result=result, source="janitor", reason="polled"
             )
         elif deposit.expires_at <= timezone.now():
-            expire_deposit(deposit=deposit)
-            counts["deposits_expired"] += 1
+            outcome = _cancel_at_provider(adapter, deposit)
+            if outcome == CANCELLED:
+                counts["deposits_cancelled_at_provider"] += 1
+            elif outcome is None:
+                expire_deposit(deposit=deposit)
+            if outcome != SUCCEEDED:
+                counts["deposits_expired"] += 1
         elif result is not None:
             apply_deposit_result(deposit_id=deposit.pk, result=result, source="janitor")
     for withdrawal in Withdrawal.objects.filter(status=WS.APPROVED, updated_at__lte=cutoff)[:500]:
@@ -76,3 +94,30 @@ def poll_stuck_payments(*, stuck_after: timedelta) -> dict[str, int]:
         if result is not None:
             apply_refund_result(refund_id=refund.pk, result=result, source="janitor")
     return counts
+
+
+def _cancel_at_provider(adapter, deposit) -> str | None:
+    """Cancel an expired deposit at its provider and apply the answer. Returns CANCELLED (now
+    expired, and cancelled at the provider), SUCCEEDED (paid after all: credited, not
+    expired) or None (nothing done: the caller expires it)."""
+    if not adapter.supports_cancel:
+        return None
+    try:
+        result = adapter.cancel_payment(deposit=deposit)
+    except (ProviderTimeout, ProviderUnavailable):
+        return None
+    if result is None:
+        return None
+    if result.status == SUCCEEDED:
+        # Paid while we were cancelling: the money is in, credit it.
+        apply_deposit_result(
+            deposit_id=deposit.pk, result=result, source="janitor", reason="paid before cancel"
+        )
+        return SUCCEEDED
+    apply_deposit_result(
+        deposit_id=deposit.pk,
+        result=ProviderResult(status=EXPIRED, provider_reference=result.provider_reference),
+        source="janitor",
+        reason="expired; cancelled at the provider",
+    )
+    return CANCELLED

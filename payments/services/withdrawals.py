@@ -335,10 +335,18 @@ def add_payout_instrument(
         identifier, network = instruments.validate_ewallet_account(identifier), ""
     else:
         raise instruments.InvalidInstrument(f"Unknown instrument kind {kind!r}.")
-    provider = (
-        PaymentProvider.objects.filter(kind=_INSTRUMENT_PROVIDER_KIND[kind], is_enabled=True)
-        .order_by("pk")
-        .first()
+    from ..providers import CONNECTORS
+
+    # The first enabled provider of the instrument's kind whose protocol can pay out.
+    provider = next(
+        (
+            candidate
+            for candidate in PaymentProvider.objects.filter(
+                kind=_INSTRUMENT_PROVIDER_KIND[kind], is_enabled=True
+            ).order_by("pk")
+            if CONNECTORS[candidate.protocol].supports_payouts
+        ),
+        None,
     )
     if provider is None:
         raise MethodUnavailable(f"No provider pays out to {K(kind).label} right now.")
