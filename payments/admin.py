@@ -17,6 +17,7 @@ from .models import (
     PaymentProvider,
     PaymentTransition,
     PayoutInstrument,
+    ProviderEventKey,
     Refund,
     WebhookEvent,
     Withdrawal,
@@ -62,6 +63,7 @@ class ProviderForm(forms.ModelForm):
             "code",
             "name",
             "kind",
+            "protocol",
             "is_enabled",
             "api_base_url",
             "merchant_id",
@@ -95,6 +97,7 @@ class PaymentProviderAdmin(admin.ModelAdmin):
         "code",
         "name",
         "kind",
+        "protocol",
         "is_enabled",
         "api_base_url",
         "fee_percent",
@@ -148,7 +151,17 @@ class RefundInline(ReadOnlyInline):
 
 class ChargebackInline(ReadOnlyInline):
     model = Chargeback
-    fields = ["provider_reference", "amount", "written_off", "status", "reason", "created_at"]
+    fields = [
+        "provider_reference",
+        "status",
+        "requested_amount",
+        "amount",
+        "written_off",
+        "reason",
+        "occurred_at",
+        "applied_at",
+        "reversed_at",
+    ]
     readonly_fields = fields
 
 
@@ -314,16 +327,29 @@ class RefundAdmin(ReadOnlyAdmin):
 
 @admin.register(Chargeback)
 class ChargebackAdmin(ReadOnlyAdmin):
+    """Held chargebacks (they arrived before their deposit was credited) wait here; the credit
+    applies them. A capped amount says why in the reason."""
+
     list_display = [
         "provider_reference",
         "deposit",
+        "status",
+        "requested_amount",
         "amount",
         "written_off",
-        "status",
+        "applied_at",
+        "reversed_at",
         "created_at",
     ]
-    list_filter = ["status"]
+    list_filter = ["status", "deposit__provider"]
     search_fields = ["provider_reference", "deposit__reference"]
+
+
+class EventKeyInline(ReadOnlyInline):
+    model = ProviderEventKey
+    fields = ["key", "event_type", "created_at"]
+    readonly_fields = fields
+    show_change_link = False
 
 
 @admin.register(WebhookEvent)
@@ -340,8 +366,10 @@ class WebhookEventAdmin(ReadOnlyAdmin):
         "processed_at",
     ]
     list_filter = ["provider", "is_signature_valid", "outcome"]
-    search_fields = ["payment_reference", "event_type"]
+    search_fields = ["payment_reference", "event_type", "body_sha256", "event_keys__key"]
     readonly_fields = [f.name for f in WebhookEvent._meta.fields]
+    # The signed event ids this delivery applied (a redelivery applies none).
+    inlines = [EventKeyInline]
     actions = ["reprocess"]
 
     @admin.action(description="Queue again for processing (no-op once processed)")
@@ -367,6 +395,7 @@ class AttemptInline(ReadOnlyInline):
 class NotificationAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
+        "event_id",
         "deposit",
         "withdrawal",
         "url",
@@ -376,7 +405,7 @@ class NotificationAdmin(ReadOnlyAdmin):
         "next_attempt_at",
     ]
     list_filter = ["status"]
-    search_fields = ["deposit__reference", "withdrawal__reference", "url"]
+    search_fields = ["deposit__reference", "withdrawal__reference", "url", "event_id"]
     readonly_fields = [f.name for f in Notification._meta.fields]
     inlines = [AttemptInline]
     actions = ["resend"]

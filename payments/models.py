@@ -141,6 +141,9 @@ class Deposit(fsm.FSMModelMixin, models.Model):
     # written into the deposit's ledger entry for compliance's shared-instrument rules.
     payer_instrument_type = models.CharField(max_length=16, blank=True)
     payer_instrument_fingerprint = models.CharField(max_length=64, blank=True, db_index=True)
+    # The payer's name as the provider reports it (card holder, wallet or bank account
+    # holder), when it does: third-party funding shows as a name that is not the player's.
+    payer_name = models.CharField(max_length=140, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -224,13 +224,14 @@ def advance_deposit(deposit, result, *, source, webhook=None, actor=None, reason
         deposit.cancel(completed_at=now)
     else:
         if before in (DS.CREATED, DS.PENDING) and (
-            deposit.provider_reference or deposit.payer_instrument_fingerprint
+            deposit.provider_reference or deposit.payer_instrument_fingerprint or deposit.payer_name
         ):
             deposit.save(
                 update_fields=[
                     "provider_reference",
                     "payer_instrument_type",
                     "payer_instrument_fingerprint",
+                    "payer_name",
                     "updated_at",
                 ]
             )
@@ -248,6 +249,8 @@ def _note_payer(deposit, result) -> None:
     if payer is not None and not deposit.payer_instrument_fingerprint:
         deposit.payer_instrument_type = payer.type
         deposit.payer_instrument_fingerprint = payer.fingerprint
+    if result.payer_name and not deposit.payer_name:
+        deposit.payer_name = result.payer_name[:140]
 
 
 def _hold_underpaid(deposit, received, *, source, webhook, why="underpaid") -> bool:
