@@ -1,9 +1,13 @@
-"""Payments throughput:
+"""Payments throughput, each figure beside a floor measured in the same run:
 
-1. webhooks processed per second by ONE Celery worker, for a burst of stored webhooks
-   (default 5,000 signed card "succeeded" webhooks, each crediting a pending deposit);
+1. webhooks processed per second by ONE Celery worker, for a burst of stored deliveries
+   (default 5,000 real Stripe `payment_intent.succeeded` events from the sandbox, signed, each
+   crediting a pending deposit), beside the same worker draining as many no-op tasks
+   (`celery.accumulate`: broker + worker overhead, no database);
 2. deposit-creation API requests per second at 16 concurrent clients, against a gunicorn
-   server on 127.0.0.1 whose card sandbox answers in-line (instant-success scenario).
+   server on 127.0.0.1 whose Stripe sandbox answers in-line (instant-success scenario),
+   beside the same clients calling the server's cheapest view (`/api/schema/` is not cheap;
+   the webhook endpoint's 404 for an unknown provider is one indexed query).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/casino_payments \\
     CELERY_BROKER_URL=redis://127.0.0.1:6379/4 python manage.py bench_payments
@@ -37,8 +41,8 @@ from compliance import services as compliance
 from payments import services
 from payments.models import Deposit, PaymentTransition, WebhookEvent
 from payments.sandbox import core
-from payments.sandbox.dialects import Card
 from payments.sandbox.models import SandboxPayment
+from payments.sandbox.protocols import protocol_module
 from payments.tasks import process_webhook
 from wallets import services as ledger
 from wallets.auth import issue_player_token
@@ -69,9 +73,9 @@ class Command(BaseCommand):
         if connection.vendor != "postgresql" or not settings.CELERY_BROKER_URL:
             raise CommandError("Needs PostgreSQL (DATABASE_URL) and a broker (CELERY_BROKER_URL).")
         base_url = f"http://127.0.0.1:{options['port']}"
-        providers = {p.kind: p for p in services.ensure_sandbox_providers(base_url=base_url)}
+        providers = {p.protocol: p for p in services.ensure_sandbox_providers(base_url=base_url)}
         players = self._players(options["players"])
-        self._bench_webhooks(providers["card"], players, options)
+        self._bench_webhooks(providers["stripe"], players, options)
         self._bench_api(players, base_url, options)
 
     # --- setup ---------------------------------------------------------------------------------
@@ -139,25 +143,46 @@ class Command(BaseCommand):
                 for d in deposits
             ]
         )
-        events = []
-        for deposit in deposits:
-            obj = SandboxPayment(
-                sandbox_id=f"pay_{deposit.reference}",
-                kind="payment",
-                merchant_reference=deposit.reference,
-                amount=deposit.amount,
-                currency="EUR",
-                status=core.PAID,
-            )
-            body, headers = Card.webhook(obj, core.PAID, card.webhook_secret)
-            events.append(
-                WebhookEvent(
-                    provider=card,
-                    body=body.decode(),
-                    headers={k.lower(): v for k, v in headers.items()},
-                    is_signature_valid=True,
+        # The sandbox's own deliveries: what Stripe would send when each payment succeeds.
+        sandbox_payments = SandboxPayment.objects.bulk_create(
+            [
+                SandboxPayment(
+                    provider_code=card.code,
+                    kind=SandboxPayment.Kind.PAYMENT,
+                    sandbox_id=f"pi_bench{deposit.pk}",
+                    merchant_reference=deposit.reference,
+                    amount=deposit.amount,
+                    amount_paid=deposit.amount,
+                    currency="EUR",
+                    status=core.PAID,
+                    scenario=core.SUCCESS,
+                    notify_url="http://127.0.0.1:9/",
+                    data={"customer": deposit.player.external_id},
                 )
-            )
+                for deposit in deposits
+            ]
+        )
+        Deposit.objects.bulk_update(
+            [
+                Deposit(pk=deposit.pk, provider_reference=payment.sandbox_id)
+                for deposit, payment in zip(deposits, sandbox_payments, strict=True)
+            ],
+            ["provider_reference"],
+        )
+        stripe = protocol_module(card.protocol)
+        events = []
+        for payment in sandbox_payments:
+            for body, headers in stripe.webhooks(
+                payment, core.PAID, provider=card, signed_right=True
+            ):
+                events.append(
+                    WebhookEvent(
+                        provider=card,
+                        body=body.decode(),
+                        headers={k.lower(): v for k, v in headers.items()},
+                        is_signature_valid=True,
+                    )
+                )
         events = WebhookEvent.objects.bulk_create(events)
         ids = [e.pk for e in events]
 
@@ -184,6 +209,7 @@ class Command(BaseCommand):
                 if time.monotonic() - started > 1800:
                     raise CommandError("Webhooks not processed within 30 minutes.")
             elapsed = time.monotonic() - enqueue_started
+            floor = self._noop_floor(queue, count, f"{queue}@{socket.gethostname()}")
         finally:
             worker.terminate()
             worker.wait(30)
@@ -201,6 +227,27 @@ class Command(BaseCommand):
             f"{applied} applied; time between completions p50 {percentile(gaps, 0.5):.1f} ms, "
             f"p99 {percentile(gaps, 0.99):.1f} ms"
         )
+        self.stdout.write(
+            f"  floor: the same worker drains {count} no-op tasks at {count / floor:.0f} tasks/s; "
+            f"webhooks run at {(count / elapsed) / (count / floor):.2f}× the floor"
+        )
+
+    def _noop_floor(self, queue, count, name) -> float:
+        """Seconds for the worker to drain `count` no-op tasks (no result backend: the queue
+        is empty and the worker has nothing active)."""
+        import redis
+        from config.celery import app
+
+        broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+        started = time.monotonic()
+        for _ in range(count):
+            app.send_task("celery.accumulate", args=(1,), queue=queue)
+        while True:
+            if not broker.llen(queue):
+                active = app.control.inspect(destination=[name], timeout=0.5).active() or {}
+                if not any(active.values()):
+                    return time.monotonic() - started
+            time.sleep(0.05)
 
     def _wait_for_worker(self, process, name):
         from config.celery import app
@@ -230,51 +277,78 @@ class Command(BaseCommand):
         try:
             self._wait_for_server(server, base_url)
             tokens = [issue_player_token(p) for p in players[: options["clients"]]]
-            total, clients = options["requests"], options["clients"]
-            latencies: list[float] = []
-            statuses: dict[int, int] = {}
-            lock = threading.Lock()
-            per_client = total // clients
 
-            def client(index):
-                with httpx.Client(
-                    base_url=base_url,
-                    headers={"Authorization": f"Bearer {tokens[index % len(tokens)]}"},
-                    timeout=30,
-                ) as http:
-                    for _ in range(per_client):
-                        started = time.perf_counter()
-                        response = http.post(
-                            "/api/v1/deposits",
-                            json={"method": "card", "amount": "10.01", "currency": "EUR"},
-                            headers={"Idempotency-Key": uuid.uuid4().hex},
-                        )
-                        took = time.perf_counter() - started
-                        with lock:
-                            latencies.append(took)
-                            statuses[response.status_code] = (
-                                statuses.get(response.status_code, 0) + 1
-                            )
+            def deposit(http):
+                return http.post(
+                    "/api/v1/deposits",
+                    json={"method": "card", "amount": "10.01", "currency": "EUR"},
+                    headers={"Idempotency-Key": uuid.uuid4().hex},
+                )
 
-            threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-            started = time.monotonic()
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            elapsed = time.monotonic() - started
+            def trivial(http):
+                return http.post("/api/v1/payments/webhooks/no-such-provider", content=b"{}")
+
+            floor = self._load(base_url, tokens, options, trivial)
+            measured = self._load(base_url, tokens, options, deposit)
         finally:
             server.terminate()
             server.wait(30)
-        done = len(latencies)
+        self._report(
+            "Deposit API: POST /api/v1/deposits (compliance check, deposit row, Stripe sandbox "
+            "call over HTTP, ledger credit)",
+            measured,
+            options,
+        )
+        self._report(
+            "  floor: POST to the webhook endpoint of an unknown provider (one indexed query, "
+            "JSON 404)",
+            floor,
+            options,
+        )
         self.stdout.write(
-            f"Deposit API: {done} POST /api/v1/deposits at {clients} clients in {elapsed:.1f} s: "
+            f"  deposits run at {measured[0] / measured[1] / (floor[0] / floor[1]):.2f}× "
+            "the floor's requests/s"
+        )
+
+    def _load(self, base_url, tokens, options, request):
+        """`options["requests"]` calls of `request(http)` from `options["clients"]` threads;
+        returns (count, seconds, latencies, statuses)."""
+        total, clients = options["requests"], options["clients"]
+        latencies: list[float] = []
+        statuses: dict[int, int] = {}
+        lock = threading.Lock()
+        per_client = total // clients
+
+        def client(index):
+            with httpx.Client(
+                base_url=base_url,
+                headers={"Authorization": f"Bearer {tokens[index % len(tokens)]}"},
+                timeout=30,
+            ) as http:
+                for _ in range(per_client):
+                    started = time.perf_counter()
+                    response = request(http)
+                    took = time.perf_counter() - started
+                    with lock:
+                        latencies.append(took)
+                        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return len(latencies), time.monotonic() - started, latencies, statuses
+
+    def _report(self, title, figures, options):
+        done, elapsed, latencies, statuses = figures
+        self.stdout.write(
+            f"{title}: {done} requests at {options['clients']} clients in {elapsed:.1f} s: "
             f"{done / elapsed:.0f} requests/s; latency p50 "
-            f"{percentile(latencies, 0.5) * 1000:.0f} ms, "
-            f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms, mean "
-            f"{statistics.mean(latencies) * 1000:.0f} ms; statuses {statuses} "
-            f"(each request: compliance check, deposit row, card sandbox call over HTTP, "
-            f"ledger credit)"
+            f"{percentile(latencies, 0.5) * 1000:.1f} ms, "
+            f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms, mean "
+            f"{statistics.mean(latencies) * 1000:.1f} ms; statuses {statuses}"
         )
 
     def _wait_for_server(self, process, base_url):
