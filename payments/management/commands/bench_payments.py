@@ -236,6 +236,7 @@ class Command(BaseCommand):
         """Seconds for the worker to drain `count` no-op tasks (no result backend: the queue
         is empty and the worker has nothing active)."""
         import redis
+
         from config.celery import app
 
         broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
