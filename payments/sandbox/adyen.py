@@ -232,6 +232,9 @@ def _schedule(payment: SandboxPayment, outcome: str, *, countdown: float = 0) ->
 
 def _payment_answer(request, code: str, payment: SandboxPayment) -> dict:
     outcome = core.answer_outcome(payment)
+    if payment.scenario == core.CHARGEBACK_FIRST and outcome == core.PAID:
+        # The dispute overtakes the success: only notifications carry the result.
+        outcome = core.PROCESSING
     answer = {
         "pspReference": payment.sandbox_id,
         "merchantReference": payment.merchant_reference,
