@@ -101,6 +101,9 @@ class ProviderResult:
     redirect_url: str = ""
     instructions: dict = field(default_factory=dict)
     amount_received: Decimal | None = None
+    # The currency of `amount_received`, when the provider states it: a success in another
+    # currency than the deposit's is never credited (services hold it for review).
+    currency: str = ""
     is_late: bool = False
     decline_code: str = ""
     decline_kind: str = ""

@@ -307,7 +307,7 @@ class StripeConnector(PaymentAdapter):
             redirect = next_action.get("redirect_to_url")
             if isinstance(redirect, dict) and isinstance(redirect.get("url"), str):
                 redirect_url = redirect["url"]
-        amount_received = None
+        amount_received, currency = None, ""
         if status == SUCCEEDED:
             currency = self._currency(intent)
             amount_received = self._amount(intent.get("amount_received"), currency)
@@ -318,6 +318,7 @@ class StripeConnector(PaymentAdapter):
             provider_reference=str(intent.get("id") or ""),
             redirect_url=redirect_url if status == PENDING else "",
             amount_received=amount_received,
+            currency=currency,
             decline_code=decline_code,
             decline_kind=decline_kind,
             payer_instrument=payer,

@@ -167,6 +167,13 @@ def advance_deposit(deposit, result, *, source, webhook=None, actor=None, reason
     if result.provider_reference and not deposit.provider_reference:
         deposit.provider_reference = result.provider_reference
     _note_payer(deposit, result)
+    if (
+        result.status == SUCCEEDED
+        and result.currency
+        and result.currency != deposit.currency_id
+        and before in (DS.CREATED, DS.PENDING, DS.EXPIRED)
+    ):
+        return _hold_wrong_currency(deposit, result, source=source, webhook=webhook)
     if result.status == SUCCEEDED and before in (DS.CREATED, DS.PENDING, DS.EXPIRED):
         received = ledger.quantize_money(
             result.amount_received if result.amount_received is not None else deposit.amount,
@@ -272,6 +279,29 @@ def _hold_underpaid(deposit, received, *, source, webhook, why="underpaid") -> b
     return True
 
 
+def _hold_wrong_currency(deposit, result, *, source, webhook) -> bool:
+    """The provider says the player paid in another currency than the deposit asked for: no
+    amount of ours describes that money, so nothing is credited; an operator refunds it."""
+    if deposit.is_held_for_review:
+        return False
+    before = deposit.status
+    if before == DS.CREATED:
+        deposit.mark_pending()
+    deposit.is_held_for_review = True
+    deposit.save()
+    record_transition(
+        deposit,
+        before,
+        source=source,
+        webhook=webhook,
+        reason=(
+            f"paid {result.amount_received} {result.currency}, not {deposit.currency_id}: "
+            "held for review, nothing credited"
+        ),
+    )
+    return True
+
+
 def accept_held_deposit(*, deposit: Deposit, actor, reason: str) -> Deposit:
     """An operator credits a deposit held for review (underpaid crypto, frozen player) with
     what actually arrived."""
@@ -281,6 +311,10 @@ def accept_held_deposit(*, deposit: Deposit, actor, reason: str) -> Deposit:
         locked = Deposit.objects.select_for_update().get(pk=deposit.pk)
         if not locked.is_held_for_review or locked.status not in (DS.PENDING, DS.EXPIRED):
             raise InvalidTransition(f"Deposit {locked.reference} is not held for review.")
+        if locked.amount_received is None:
+            raise InvalidTransition(
+                f"Deposit {locked.reference} was paid in another currency: refund it instead."
+            )
         locked.is_held_for_review = False
         # The review setting only guards the automatic path; the operator has decided.
         before = locked.status

@@ -233,11 +233,17 @@ def _apply_once(event: WebhookEvent, item: ProviderEvent) -> bool:
         event.deposit_id = subject.deposit_id
         return advance_refund(subject, item.result, source="webhook", webhook=event)
     event.deposit = subject
-    return _apply_dispute(subject, item)
+    return _apply_dispute(event, subject, item)
 
 
-def _apply_dispute(deposit: Deposit, item: ProviderEvent) -> bool:
+def _apply_dispute(event: WebhookEvent, deposit: Deposit, item: ProviderEvent) -> bool:
     dispute = item.dispute
+    if dispute.currency and dispute.currency != deposit.currency_id:
+        event.last_error = (
+            f"dispute {dispute.dispute_reference} in {dispute.currency} on a "
+            f"{deposit.currency_id} deposit: not applied"
+        )
+        return False
     reason = " ".join(filter(None, [item.event_type, dispute.reason_code, dispute.reason]))
     if dispute.action == DISPUTE_CHARGEBACK:
         before = deposit.chargebacks.filter(provider_reference=dispute.dispute_reference).exists()
