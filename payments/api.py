@@ -5,6 +5,8 @@ Players call with `Authorization: Bearer <player token>` and see only their own 
 header: the same key with the same body returns the original (200), with another body 409.
 """
 
+import json
+
 from django.conf import settings
 from django.http import Http404, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -108,12 +110,38 @@ class DepositSerializer(serializers.ModelSerializer):
         return self._money(deposit, deposit.refunded_amount)
 
 
+def _small_json_object(value, *, limit: int = 8192):
+    if not isinstance(value, dict):
+        raise serializers.ValidationError("Must be a JSON object.")
+    if len(json.dumps(value)) > limit:
+        raise serializers.ValidationError(f"At most {limit} bytes.")
+    return value
+
+
 class CreateDepositSerializer(serializers.Serializer):
     method = serializers.SlugField()
     amount = MoneyField(help_text='Decimal as a string, e.g. "25.00".')
     currency = serializers.CharField(max_length=8)
     callback_url = serializers.URLField(required=False, default="", allow_blank=True)
     return_url = serializers.URLField(required=False, default="", allow_blank=True)
+    payment_method = serializers.JSONField(
+        required=False,
+        default=None,
+        validators=[_small_json_object],
+        help_text=(
+            "What the provider's own front-end components collected, passed through untouched "
+            'and never stored: Stripe `{"id": "pm_…"}`, Adyen Drop-in\'s `paymentMethod` '
+            "object. Omit it for methods with a hosted page."
+        ),
+    )
+
+
+class PaymentDetailsSerializer(serializers.Serializer):
+    details = serializers.JSONField(
+        validators=[_small_json_object],
+        help_text="The query parameters the provider's redirect brought the player back with "
+        '(e.g. Adyen `{"redirectResult": "…"}`).',
+    )
 
 
 class DepositsView(generics.ListAPIView):
@@ -149,6 +177,7 @@ class DepositsView(generics.ListAPIView):
             callback_url=data["callback_url"],
             return_url=data["return_url"],
             ip=_client_ip(request),
+            payment_method=data["payment_method"],
         )
         return Response(
             DepositSerializer(deposit).data,
@@ -167,6 +196,26 @@ class DepositDetailView(generics.RetrieveAPIView):
         if getattr(self, "swagger_fake_view", False):
             return Deposit.objects.none()
         return Deposit.objects.filter(player=self.request.user.player)
+
+
+class DepositDetailsView(APIView):
+    """Back from the provider's redirect (3-D Secure, bank consent): submit what the redirect
+    carried; the provider's answer is applied like a webhook. Idempotent: a finished deposit
+    is returned as it is."""
+
+    permission_classes = [IsPlayer]
+
+    @extend_schema(request=PaymentDetailsSerializer, responses={200: DepositSerializer, **ERRORS})
+    def post(self, request, reference: str):
+        deposit = Deposit.objects.filter(reference=reference, player=request.user.player).first()
+        if deposit is None:
+            raise Http404
+        incoming = PaymentDetailsSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        deposit = services.submit_payment_details(
+            deposit=deposit, details=incoming.validated_data["details"]
+        )
+        return Response(DepositSerializer(deposit).data)
 
 
 class InstrumentSerializer(serializers.ModelSerializer):

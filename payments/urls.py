@@ -6,6 +6,11 @@ from . import api
 urlpatterns = [
     path("deposits", api.DepositsView.as_view(), name="deposits"),
     path("deposits/<str:reference>", api.DepositDetailView.as_view(), name="deposit-detail"),
+    path(
+        "deposits/<str:reference>/details",
+        api.DepositDetailsView.as_view(),
+        name="deposit-payment-details",
+    ),
     path("payout-instruments", api.InstrumentsView.as_view(), name="payout-instruments"),
     path(
         "payout-instruments/<int:pk>",

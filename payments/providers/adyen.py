@@ -667,14 +667,16 @@ class AdyenConnector(PaymentAdapter):
             raise MalformedWebhook(f"unknown currency {currency!r}") from None
 
     def _authorisation(self, ok: bool, psp: str, item: dict, additional: dict) -> ProviderResult:
-        # Card authorisations are all or nothing (we never send `allowPartialAuth`), and the
-        # item's currency cannot be checked against the deposit here (parsing is blind to our
-        # rows): the deposit's own amount is credited. The amount is still read, so a
-        # malformed one refuses the delivery.
-        self._amount(item)
+        # Value and currency are signed: the services credit what Adyen authorised and never
+        # a success in another currency than the deposit's.
+        amount, currency = self._amount(item)
         if ok:
             return ProviderResult(
-                status=SUCCEEDED, provider_reference=psp, **self._payer(additional)
+                status=SUCCEEDED,
+                provider_reference=psp,
+                amount_received=amount,
+                currency=currency,
+                **self._payer(additional),
             )
         code = self._decline_code(None, item.get("reason"), "Refused")
         return ProviderResult(

@@ -227,8 +227,21 @@ class PaymentAdapter:
 
     # --- outgoing calls ----------------------------------------------------------------------
 
-    def start_payment(self, *, deposit, notify_url: str, return_url: str) -> ProviderResult:
+    def start_payment(
+        self, *, deposit, notify_url: str, return_url: str, payment_method: dict | None = None
+    ) -> ProviderResult:
+        """`payment_method` is what the casino's front end collected with the provider's own
+        components (Stripe.js PaymentMethod id, Adyen Drop-in's encrypted card fields) and
+        passed through our API untouched: never stored or logged. Each connector documents
+        the shape it takes; protocols with a hosted page ignore it."""
         raise NotImplementedError
+
+    def submit_payment_details(self, *, deposit, details: dict) -> ProviderResult | None:
+        """The player came back from the provider's redirect (3-D Secure, bank consent) with
+        `details` (query parameters of the return URL). Adyen requires them to be submitted
+        (`/payments/details`); elsewhere the return carries nothing to trust, so this asks the
+        provider for the payment's status."""
+        return self.fetch_payment_status(deposit=deposit)
 
     def start_payout(self, *, withdrawal, notify_url: str) -> ProviderResult:
         raise NotImplementedError

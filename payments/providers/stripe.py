@@ -398,10 +398,13 @@ class StripeConnector(PaymentAdapter):
 
     # --- deposits ----------------------------------------------------------------------------
 
-    def start_payment(self, *, deposit, notify_url: str, return_url: str) -> ProviderResult:
-        """Create and confirm a PaymentIntent. Webhooks go to the endpoint registered at
-        Stripe (the Dashboard or `POST /v1/webhook_endpoints`), not to `notify_url`: Stripe
-        takes no per-payment webhook address."""
+    def start_payment(
+        self, *, deposit, notify_url: str, return_url: str, payment_method: dict | None = None
+    ) -> ProviderResult:
+        """Create and confirm a PaymentIntent. `payment_method` is what the casino's Stripe.js
+        collected: `{"id": "pm_…"}`. Webhooks go to the endpoint registered at Stripe (the
+        Dashboard or `POST /v1/webhook_endpoints`), not to `notify_url`: Stripe takes no
+        per-payment webhook address."""
         params = {
             "amount": self._minor(deposit.amount, deposit.currency_id),
             "currency": deposit.currency_id.lower(),
@@ -409,7 +412,8 @@ class StripeConnector(PaymentAdapter):
             "metadata": {"reference": deposit.reference, "customer": deposit.player.external_id},
             "expand": ["latest_charge"],
         }
-        payment_method = self.provider.options.get("payment_method")
+        chosen = (payment_method or {}).get("id") if isinstance(payment_method, dict) else None
+        payment_method = chosen or self.provider.options.get("payment_method")
         if payment_method:
             # Confirming needs a card: the PaymentMethod collected by the casino's Stripe.js
             # or, in test mode, one of Stripe's test PaymentMethods.

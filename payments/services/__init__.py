@@ -14,7 +14,13 @@ One module per subject; callers import from here.
 from .casino import due_notification_ids, resend_notification
 from .chargebacks import apply_held_chargebacks, record_chargeback, reverse_chargeback
 from .common import new_reference, webhook_url
-from .deposits import accept_held_deposit, apply_deposit_result, create_deposit, expire_deposit
+from .deposits import (
+    accept_held_deposit,
+    apply_deposit_result,
+    create_deposit,
+    expire_deposit,
+    submit_payment_details,
+)
 from .inbox import (
     WebhookRefused,
     process_webhook,
@@ -67,6 +73,7 @@ __all__ = [
     "reverse_chargeback",
     "start_payout",
     "store_webhook",
+    "submit_payment_details",
     "unprocessed_webhook_ids",
     "webhook_ack",
     "webhook_url",

@@ -66,11 +66,14 @@ def create_deposit(
     callback_url: str = "",
     return_url: str = "",
     ip: str | None = None,
+    payment_method: dict | None = None,
 ) -> Deposit:
     """Start a deposit: compliance, then the provider. Idempotent per player and key: the
     same key with the same request returns the same deposit, with another request it raises
     IdempotencyConflict. The provider is called after the deposit row is committed, so a
-    crash in between leaves a `created` deposit the janitor resolves."""
+    crash in between leaves a `created` deposit the janitor resolves. `payment_method` (the
+    card the casino's front end collected with the provider's components) goes to the
+    provider only: it is never stored, and only its digest takes part in idempotency."""
     if not idempotency_key:
         raise MissingReason("An Idempotency-Key is required.")
     amount = ledger.validate_amount(amount, currency)
@@ -81,6 +84,7 @@ def create_deposit(
             "currency": currency,
             "callback_url": callback_url,
             "return_url": return_url,
+            "payment_method": fingerprint(payment_method) if payment_method else "",
         }
     )
     existing = Deposit.objects.filter(player=player, idempotency_key=idempotency_key).first()
@@ -123,7 +127,10 @@ def create_deposit(
     return_url = return_url or settings.PAYMENTS_DEFAULT_RETURN_URL
     try:
         result = adapter.start_payment(
-            deposit=deposit, notify_url=webhook_url(method.provider), return_url=return_url
+            deposit=deposit,
+            notify_url=webhook_url(method.provider),
+            return_url=return_url,
+            payment_method=payment_method,
         )
     except ProviderTimeout as exc:
         # The provider may have taken the payment: keep it open for the janitor to poll.
@@ -333,6 +340,24 @@ def accept_held_deposit(*, deposit: Deposit, actor, reason: str) -> Deposit:
         record_transition(locked, before, source="admin", actor=actor, reason=reason)
         notify_deposit(locked)
     return locked
+
+
+def submit_payment_details(*, deposit: Deposit, details: dict) -> Deposit:
+    """The player is back from the provider's redirect: hand the provider what the redirect
+    carried (Adyen's `redirectResult`) or ask it for the status, and apply the answer like any
+    other. Nothing the player's browser sends is trusted by itself."""
+    if deposit.status not in (DS.CREATED, DS.PENDING):
+        return deposit
+    adapter = providers.adapter_for(deposit.provider)
+    try:
+        result = adapter.submit_payment_details(deposit=deposit, details=details)
+    except (ProviderTimeout, ProviderUnavailable):
+        return deposit  # the webhook or the janitor will tell
+    if result is None:
+        return deposit
+    return apply_deposit_result(
+        deposit_id=deposit.pk, result=result, source="provider", reason="player returned"
+    )
 
 
 def expire_deposit(*, deposit: Deposit, source: str = "janitor", reason: str = "") -> Deposit:
