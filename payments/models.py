@@ -240,6 +240,19 @@ class Deposit(fsm.FSMModelMixin, models.Model):
             return self.Status.REFUNDED
         return self.Status.PARTIALLY_REFUNDED
 
+    # A refund the provider reported as done came back (the card was closed, the scheme
+    # returned it): the money is the player's again.
+    @fsm.transition(
+        field=status,
+        source=[Status.PARTIALLY_REFUNDED, Status.REFUNDED],
+        target=fsm.RETURN_VALUE(Status.SUCCEEDED, Status.PARTIALLY_REFUNDED),
+    )
+    def record_refund_return(self, *, amount: Decimal):
+        self.refunded_amount -= amount
+        if self.refunded_amount <= 0:
+            return self.Status.SUCCEEDED
+        return self.Status.PARTIALLY_REFUNDED
+
 
 class PayoutInstrument(models.Model):
     """Where a player's withdrawal goes. Card payouts use the provider's token: a card number
@@ -420,6 +433,7 @@ class Refund(fsm.FSMModelMixin, models.Model):
         PENDING = "pending"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
+        RETURNED = "returned", "Returned (failed after it succeeded)"
 
     reference = models.CharField(max_length=40, unique=True)
     deposit = models.ForeignKey(Deposit, on_delete=models.PROTECT, related_name="refunds")
@@ -452,6 +466,10 @@ class Refund(fsm.FSMModelMixin, models.Model):
     @fsm.transition(field=status, source=Status.PENDING, target=Status.FAILED)
     def fail(self, *, completed_at):
         self.completed_at = completed_at
+
+    @fsm.transition(field=status, source=Status.SUCCEEDED, target=Status.RETURNED)
+    def mark_returned(self):
+        pass
 
 
 class Chargeback(models.Model):

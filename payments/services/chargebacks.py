@@ -6,13 +6,16 @@ Invariants (backed by `deposit_refunds_and_chargebacks_within_credit`):
 - a chargeback that arrives before the deposit is credited is held, and applied by the credit
   itself in the same transaction (`apply_held_chargebacks`), so the house never pays twice;
 - one chargeback per dispute reference, applied once; one reversal, applied once — in any
-  order: a reversal that overtakes its chargeback leaves the chargeback with nothing to do.
+  order: a reversal that overtakes its chargeback leaves the chargeback with nothing to do;
+- a chargeback capped for lack of room is topped up to what the provider took as soon as room
+  frees (another dispute reversed, a refund failed or came back), so the order in which a
+  provider reports a second chargeback and the first one's reversal does not matter.
 """
 
 import hashlib
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from wallets import services as ledger
@@ -83,16 +86,21 @@ def apply_held_chargebacks(deposit: Deposit) -> list[Chargeback]:
     return held
 
 
-def _apply(chargeback: Chargeback, deposit: Deposit) -> None:
-    """Book a held chargeback against a credited deposit (both locked by the caller)."""
+def _available(deposit: Deposit) -> Decimal:
+    """What a chargeback may still take: credited minus refunds (succeeded or in flight) and
+    chargebacks already booked."""
     in_flight = sum(
         (r.amount for r in deposit.refunds.filter(status=Refund.Status.PENDING)), Decimal(0)
     )
-    available = max(
-        deposit.credited_amount - deposit.refunded_amount - deposit.charged_back_amount - in_flight,
-        Decimal(0),
+    left = (
+        deposit.credited_amount - deposit.refunded_amount - deposit.charged_back_amount - in_flight
     )
-    booked = min(chargeback.requested_amount or chargeback.amount, available)
+    return max(left, Decimal(0))
+
+
+def _apply(chargeback: Chargeback, deposit: Deposit) -> None:
+    """Book a held chargeback against a credited deposit (both locked by the caller)."""
+    booked = min(chargeback.requested_amount or chargeback.amount, _available(deposit))
     if booked < (chargeback.requested_amount or chargeback.amount):
         chargeback.reason = (
             f"{chargeback.reason} [capped at {booked}: the deposit had no more to take back]"
@@ -107,7 +115,9 @@ def _apply(chargeback: Chargeback, deposit: Deposit) -> None:
     chargeback.save()
 
 
-def _post(chargeback: Chargeback, deposit: Deposit, amount: Decimal) -> Decimal:
+def _post(chargeback: Chargeback, deposit: Deposit, amount: Decimal, *, part: str = "") -> Decimal:
+    """Take `amount` back: clearing is credited, the player's cash pays what it holds, the
+    rest is written off. Returns the written-off part."""
     currency = deposit.currency_id
     accounts = ledger.open_wallet(player=deposit.player, currency=currency)
     cash = Account.objects.select_for_update(no_key=True).get(
@@ -123,7 +133,7 @@ def _post(chargeback: Chargeback, deposit: Deposit, amount: Decimal) -> Decimal:
     ledger.post_entry(
         kind=JournalEntry.Kind.CHARGEBACK,
         legs=legs,
-        idempotency_key=_entry_key("chargeback", deposit, chargeback),
+        idempotency_key=_entry_key("chargeback", deposit, chargeback, part=part),
         request={"deposit": deposit.reference, "amount": str(amount)},
         external_reference=deposit.reference,
         metadata={
@@ -173,7 +183,35 @@ def reverse_chargeback(
         elif chargeback.applied_at is None:
             chargeback.amount = Decimal(0)
         chargeback.save()
+        if was_applied:
+            top_up_capped_chargebacks(locked)
     return chargeback
+
+
+def top_up_capped_chargebacks(deposit: Deposit) -> None:
+    """Inside a transaction holding the deposit's lock, after something gave the deposit room
+    back: book the part of capped chargebacks that did not fit before, oldest first."""
+    capped = (
+        Chargeback.objects.select_for_update()
+        .filter(
+            deposit=deposit,
+            status=CS.RECEIVED,
+            requested_amount__gt=models.F("amount"),
+        )
+        .order_by("pk")
+    )
+    for chargeback in capped:
+        extra = min(chargeback.requested_amount - chargeback.amount, _available(deposit))
+        if extra <= 0:
+            return
+        chargeback.written_off += _post(
+            chargeback, deposit, extra, part=f"topup-from-{chargeback.amount}"
+        )
+        chargeback.amount += extra
+        chargeback.reason = f"{chargeback.reason} [topped up to {chargeback.amount}]"
+        chargeback.save()
+        deposit.charged_back_amount += extra
+        deposit.save(update_fields=["charged_back_amount", "updated_at"])
 
 
 def _post_reversal(chargeback: Chargeback, deposit: Deposit) -> None:
@@ -195,10 +233,10 @@ def _post_reversal(chargeback: Chargeback, deposit: Deposit) -> None:
     )
 
 
-def _entry_key(prefix: str, deposit: Deposit, chargeback: Chargeback) -> str:
-    """The ledger key of a chargeback's entry: the deposit (unique) and the dispute; a dispute
-    id too long for the key column is replaced by its digest."""
-    dispute = chargeback.provider_reference
+def _entry_key(prefix: str, deposit: Deposit, chargeback: Chargeback, *, part: str = "") -> str:
+    """The ledger key of a chargeback's entry: the deposit (unique), the dispute, and which
+    top-up it is; a dispute id too long for the key column is replaced by its digest."""
+    dispute = chargeback.provider_reference + (f"#{part}" if part else "")
     key = f"{prefix}:{deposit.reference}:{dispute}"
     if len(key) > 200:
         key = f"{prefix}:{deposit.reference}:{hashlib.sha256(dispute.encode()).hexdigest()}"

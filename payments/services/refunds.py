@@ -14,6 +14,7 @@ from ..errors import InvalidTransition, RefundNotSupported, RefundTooLarge
 from ..models import Deposit, Refund
 from ..providers.base import FAILED, SUCCEEDED, ProviderResult, ProviderTimeout, ProviderUnavailable
 from .casino import notify_deposit
+from .chargebacks import top_up_capped_chargebacks
 from .common import new_reference, record_transition, webhook_url
 
 DS = Deposit.Status
@@ -63,8 +64,9 @@ def refund_deposit(*, deposit: Deposit, amount, actor, reason: str) -> Refund:
     return apply_refund_result(refund_id=refund.pk, result=result, source="provider")
 
 
-def _refund_entry(refund: Refund, *, direction: int) -> JournalEntry:
-    """direction -1 takes the refund from the player's cash; +1 gives it back (failed)."""
+def _refund_entry(refund: Refund, *, direction: int, returned: bool = False) -> JournalEntry:
+    """direction -1 takes the refund from the player's cash; +1 gives it back (the refund
+    failed, or `returned` after it had succeeded)."""
     deposit = refund.deposit
     accounts = ledger.open_wallet(player=deposit.player, currency=deposit.currency_id)
     clearing = ledger.system_account(
@@ -73,7 +75,10 @@ def _refund_entry(refund: Refund, *, direction: int) -> JournalEntry:
         system_code=deposit.provider.code,
     )
     amount = refund.amount * direction
-    key = f"refund:{refund.reference}" if direction < 0 else f"refund-failed:{refund.reference}"
+    if direction < 0:
+        key = f"refund:{refund.reference}"
+    else:
+        key = f"refund-{'returned' if returned else 'failed'}:{refund.reference}"
     return ledger.post_entry(
         kind=JournalEntry.Kind.REFUND,
         legs=[(accounts[Account.Kind.PLAYER_CASH], amount), (clearing, -amount)],
@@ -95,6 +100,10 @@ def apply_refund_result(
 
 
 def advance_refund(refund, result, *, source, webhook=None) -> bool:
+    """Inside a transaction holding the refund's lock. Forward only, except that a refund
+    reported failed after it succeeded was returned: the money goes back to the player."""
+    if refund.status == Refund.Status.SUCCEEDED and result.status == FAILED:
+        return _return_refund(refund, source=source, webhook=webhook)
     if refund.status != Refund.Status.PENDING or result.status not in (SUCCEEDED, FAILED):
         return False
     now = timezone.now()
@@ -111,6 +120,31 @@ def advance_refund(refund, result, *, source, webhook=None) -> bool:
     else:
         refund.fail(completed_at=now)
         _refund_entry(refund, direction=1)
+        # The refund no longer holds part of the deposit: a capped chargeback may now fit.
+        top_up_capped_chargebacks(deposit)
     refund.save()
     record_transition(refund, Refund.Status.PENDING, source=source, webhook=webhook)
+    return True
+
+
+def _return_refund(refund, *, source, webhook) -> bool:
+    deposit = Deposit.objects.select_for_update().get(pk=refund.deposit_id)
+    refund.mark_returned()
+    refund.save()
+    record_transition(
+        refund, Refund.Status.SUCCEEDED, source=source, webhook=webhook, reason="returned"
+    )
+    _refund_entry(refund, direction=1, returned=True)
+    before = deposit.status
+    deposit.record_refund_return(amount=refund.amount)
+    deposit.save()
+    record_transition(
+        deposit,
+        before,
+        source=source,
+        webhook=webhook,
+        reason=f"refund {refund.reference} returned",
+    )
+    top_up_capped_chargebacks(deposit)
+    notify_deposit(deposit)
     return True

@@ -55,7 +55,7 @@ class ScriptedConnector(PaymentAdapter):
     def verify_webhook(self, *, body, headers):
         return None
 
-    def start_payment(self, *, deposit, notify_url, return_url):
+    def start_payment(self, *, deposit, notify_url, return_url, payment_method=None):
         return ProviderResult(status=PENDING, provider_reference=f"psp-{deposit.reference}")
 
     def refund(self, *, refund, notify_url):
@@ -148,6 +148,21 @@ class Model:
         self.clearing += booked
         record[0], record[2], record[3] = "applied", booked, booked - from_player
 
+    def top_up(self):
+        """Room freed: capped chargebacks take what did not fit, oldest first."""
+        for record in self.disputes.values():
+            if record[0] != "applied" or record[2] >= record[1]:
+                continue
+            extra = min(record[1] - record[2], self.available())
+            if extra <= 0:
+                return
+            from_player = min(self.spare_cash + self.cash, extra)
+            self.cash -= from_player
+            self.write_off -= extra - from_player
+            self.clearing += extra
+            record[2] += extra
+            record[3] += extra - from_player
+
     def step(self, event):
         kind = event[0]
         if kind == "refund_request":
@@ -168,6 +183,15 @@ class Model:
             if refund is None:
                 return  # no such refund yet: the inbox finds nothing and keeps no key
             self.seen.add(key)
+            if kind == "refund_fail" and refund[1] == "succeeded":
+                # Failed after it succeeded: returned, the money is the player's again.
+                refund[1] = "returned"
+                self.cash += refund[0]
+                self.clearing -= refund[0]
+                self.refunded -= refund[0]
+                self.status = "partially_refunded" if self.refunded else "succeeded"
+                self.top_up()
+                return
             if refund[1] != "pending":
                 return
             if kind == "refund_ok":
@@ -178,6 +202,7 @@ class Model:
                 refund[1] = "failed"
                 self.cash += refund[0]
                 self.clearing -= refund[0]
+                self.top_up()
             return
         self.seen.add(key)
         if kind == "success":
@@ -209,6 +234,7 @@ class Model:
                 self.cash += booked - written_off
                 self.write_off += written_off
                 record[0] = "reversed"
+                self.top_up()
             elif record[0] == "held":
                 record[0] = "reversed"
 
