@@ -266,6 +266,12 @@ class Break(fsm.FSMModelMixin, models.Model):
         PROVIDER_CORRECTED = "provider_corrected"
         ACCEPTED = "accepted"
         CLEARED = "cleared", "Cleared by a later run"
+        SUPERSEDED = "superseded", "Repeated an earlier break of the same identity"
+
+    # Resolutions that leave a break's identity free: a run cleared it (no one decided
+    # anything, no money moved), or it was a repeat of an earlier break (migration 0006).
+    # Every other break — active, or closed by a person — holds its identity for good.
+    IDENTITY_RELEASED = (Resolution.CLEARED, Resolution.SUPERSEDED)
 
     break_type = models.CharField(max_length=24, choices=BreakType.choices)
     # type + subject (a line, or one of our transactions): the identity across runs.
@@ -309,14 +315,21 @@ class Break(fsm.FSMModelMixin, models.Model):
     )
 
     class Meta:
-        ordering = ["-detected_at"]
+        # Total: every break of a run shares its detection time, and a page boundary inside
+        # equal sort keys would drop or repeat rows.
+        ordering = ["-detected_at", "-id"]
         permissions = [("approve_write_off", "Can approve write-offs above the threshold")]
         constraints = [
+            # One break per identity (type + subject) that is active or was closed by a person:
+            # a later run cannot open it again under a new id, so its money is never booked a
+            # second time. Matching upserts against this index.
             models.UniqueConstraint(
                 fields=["key"],
-                condition=Q(status__in=["open", "investigating", "awaiting_approval"]),
-                name="one_active_break_per_key",
-            )
+                condition=~Q(resolution__in=["cleared", "superseded"]),
+                name="one_break_per_identity",
+            ),
+            # A ledger entry settles at most one break.
+            models.UniqueConstraint(fields=["entry"], name="one_break_per_entry"),
         ]
         indexes = [models.Index(fields=["status", "provider_code"])]
 

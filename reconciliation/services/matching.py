@@ -520,12 +520,18 @@ _BREAK_COLUMNS = (
     "internal_id, internal_reference, our_amount, provider_amount, difference, detail, "
     "status, resolution, first_run_id, last_run_id, detected_at, last_seen_at) "
 )
-# A persisting break keeps its id: the same key updates the active break.
+# The predicate of the `one_break_per_identity` index, written as Django writes it so that
+# ON CONFLICT infers that index.
+_HOLDS_IDENTITY = "NOT (resolution IN ('cleared', 'superseded'))"
+# A persisting break keeps its id: the same key updates the active break. A break a person
+# closed keeps its identity too, and stays closed: the conflict with it does nothing, so a
+# resolved break is never re-opened under a new id and its money never booked twice.
 _BREAK_UPSERT = (
-    "ON CONFLICT (key) WHERE status IN ('open', 'investigating', 'awaiting_approval') "
+    f"ON CONFLICT (key) WHERE {_HOLDS_IDENTITY} "
     "DO UPDATE SET last_run_id = EXCLUDED.last_run_id, last_seen_at = EXCLUDED.last_seen_at, "
     "our_amount = EXCLUDED.our_amount, provider_amount = EXCLUDED.provider_amount, "
-    "difference = EXCLUDED.difference, detail = EXCLUDED.detail"
+    "difference = EXCLUDED.difference, detail = EXCLUDED.detail "
+    f"WHERE {BREAK}.status IN ('open', 'investigating', 'awaiting_approval')"
 )
 
 
@@ -534,6 +540,14 @@ def _record_outcomes(run: ReconciliationRun) -> dict:
     per (status, break type)."""
     now = timezone.now()
     params = {"run": run.pk, "now": now}
+    # A line whose break a person already closed is settled for good, even if the closing
+    # raced with this run (the run had already taken the line's outcome away).
+    _exec(
+        f"UPDATE recon_lines c SET status = '{LM.RESOLVED}' FROM {BREAK} b "
+        f"WHERE c.status = '{LM.BREAK}' AND b.key = c.break_type || ':line:' || c.id "
+        f"AND {_HOLDS_IDENTITY.replace('resolution', 'b.resolution')} "
+        "AND b.status IN ('resolved', 'written_off')"
+    )
     _exec(
         f"INSERT INTO {MATCH} (line_id, status, break_type, internal_kind, internal_id, run_id) "
         "SELECT id, status, break_type, internal_kind, tx_id, %(run)s FROM recon_lines",
