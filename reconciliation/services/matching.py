@@ -250,10 +250,16 @@ def our_transactions_sql() -> str:
         f"JOIN {provider} p ON p.id = d.provider_id "
         + scope.format(at="coalesce(r.completed_at, r.created_at)")
         + " UNION ALL "
+        # A chargeback happened when the provider booked it (`occurred_at`), not when we
+        # learnt of it. A held one (its deposit not credited yet) moved no money; a reversed
+        # one was given back: neither is in the ledger.
         "SELECT 'chargeback', c.id, p.code, c.provider_reference, d.reference, -c.amount, "
-        "d.currency_id, true, true, c.status, c.created_at "
+        f"d.currency_id, c.status <> '{Chargeback.Status.HELD}', "
+        f"c.status = '{Chargeback.Status.RECEIVED}', c.status, "
+        "coalesce(c.occurred_at, c.created_at) "
         f"FROM {chargeback} c JOIN {deposit} d ON d.id = c.deposit_id "
-        f"JOIN {provider} p ON p.id = d.provider_id " + scope.format(at="c.created_at")
+        f"JOIN {provider} p ON p.id = d.provider_id "
+        + scope.format(at="coalesce(c.occurred_at, c.created_at)")
     )
 
 
@@ -462,7 +468,7 @@ def _book_unseen_chargebacks() -> int:
     """A chargeback line with no chargeback of ours, whose payment we know: book it through
     payments (idempotent by the provider's reference) and pair the line with it."""
     rows = _fetch(
-        "SELECT l.id, t.id, l.provider_reference, -l.gross FROM recon_lines l "
+        "SELECT l.id, t.id, l.provider_reference, -l.gross, l.booked_at FROM recon_lines l "
         "JOIN recon_tx t ON t.kind = 'deposit' AND t.provider_code = l.provider_code "
         "AND t.provider_reference = l.payment_reference "
         f"WHERE l.record_type = '{RT.CHARGEBACK}' AND l.provider_reference <> '' "
@@ -472,20 +478,25 @@ def _book_unseen_chargebacks() -> int:
     if not rows:
         return 0
     deposits = Deposit.objects.select_related("provider", "player").in_bulk(
-        [deposit_id for _, deposit_id, _, _ in rows]
+        [deposit_id for _, deposit_id, _, _, _ in rows]
     )
-    for line_id, deposit_id, provider_reference, amount in rows:
+    for line_id, deposit_id, provider_reference, amount, booked_at in rows:
+        # Stamped with the line's booking time: classification compares that with the line,
+        # so a chargeback first seen in an old report is not a timing difference.
         chargeback = payments_services.record_chargeback(
             deposit=deposits[deposit_id],
             amount=amount,
             provider_reference=provider_reference,
             reason="reported in the provider's settlement report",
+            occurred_at=booked_at,
         )
         _exec(
             "INSERT INTO recon_tx (kind, id, provider_code, provider_reference, reference, "
             "amount, currency, is_completed, is_booked, status, happened_at, is_taken) "
             "SELECT 'chargeback', c.id, t.provider_code, c.provider_reference, t.reference, "
-            "-c.amount, t.currency, true, true, c.status, c.created_at, false "
+            f"-c.amount, t.currency, c.status <> '{Chargeback.Status.HELD}', "
+            f"c.status = '{Chargeback.Status.RECEIVED}', c.status, "
+            "coalesce(c.occurred_at, c.created_at), false "
             f"FROM {Chargeback._meta.db_table} c, recon_tx t "
             "WHERE c.id = %s AND t.kind = 'deposit' AND t.id = %s "
             "AND NOT EXISTS (SELECT 1 FROM recon_tx x WHERE x.kind = 'chargeback' AND x.id = c.id)",
