@@ -205,7 +205,13 @@ class SettlementLineAdmin(ReadOnlyAdmin):
 class ProviderPolicyAdmin(admin.ModelAdmin):
     """Configuration, not money: tolerances are edited here directly."""
 
-    list_display = ["provider_code", "amount_tolerance", "match_window_hours", "grace_period_hours"]
+    list_display = [
+        "provider_code",
+        "amount_tolerance",
+        "match_window_hours",
+        "grace_period_hours",
+        "merchant_accounts",
+    ]
 
 
 @admin.register(ReconciliationRun)

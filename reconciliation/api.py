@@ -56,7 +56,8 @@ class UploadSerializer(serializers.Serializer):
 
 class UploadReportView(APIView):
     """Upload a settlement report. 201 when new (loading is queued), 200 with the earlier
-    import when this exact file was uploaded before."""
+    import when this exact file was uploaded before for the same provider and layout and was
+    not refused."""
 
     permission_classes = [HasReconciliationPerm]
     required_perm = "reconciliation.add_settlementimport"

@@ -134,6 +134,9 @@ class Layout:
     timezone_columns: tuple[str, ...] = field(default=())
     # A column that must equal the import's provider code on every line.
     provider_column: str | None = None
+    # A column naming the provider-side account each line belongs to; checked against the
+    # provider's configured merchant accounts (ProviderPolicy.merchant_accounts).
+    merchant_account_column: str | None = None
 
 
 # --- Adyen settlement details report -------------------------------------------------------
@@ -236,6 +239,7 @@ ADYEN = Layout(
     booked_columns=("Creation Date",),
     timezone_columns=("TimeZone",),
     expressions=_adyen,
+    merchant_account_column="Merchant Account",
 )
 
 

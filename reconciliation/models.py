@@ -33,6 +33,12 @@ class ProviderPolicy(models.Model):
         help_text="How long a completed transaction may be missing from the provider's "
         "reports before it is a break rather than pending.",
     )
+    merchant_accounts = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='The provider\'s merchant account names, e.g. ["CasinoEU"]. A report whose '
+        "merchant account column names another account (or another provider's) is refused.",
+    )
 
     class Meta:
         verbose_name_plural = "provider policies"
@@ -60,8 +66,8 @@ class SettlementImport(models.Model):
     )
     file = models.FileField(upload_to="settlements/%Y/%m/")
     file_name = models.CharField(max_length=255)
-    # sha256 of the file: the same file imported twice is recognised, never counted twice.
-    checksum = models.CharField(max_length=64, unique=True)
+    # sha256 of the file. With provider and layout it identifies an import (see Meta).
+    checksum = models.CharField(max_length=64, db_index=True)
     size = models.PositiveBigIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
     rows_total = models.PositiveIntegerField(default=0)
@@ -81,6 +87,16 @@ class SettlementImport(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # The same bytes are the same report only for the same provider read with the same
+            # layout; a refused import does not hold them (the file may be loaded again once
+            # the layout, the policy or our currencies are right).
+            models.UniqueConstraint(
+                fields=["provider_code", "layout", "checksum"],
+                condition=~Q(status="rejected"),
+                name="one_live_import_per_file",
+            )
+        ]
 
     def __str__(self):
         return f"{self.file_name} ({self.provider_code})"

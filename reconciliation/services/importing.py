@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import re
+from dataclasses import dataclass
 
 import psycopg2
 from django.core.files import File
@@ -29,7 +30,7 @@ from ..layouts import (
     Layout,
     sql_literal,
 )
-from ..models import SettlementImport, SettlementLine
+from ..models import ProviderPolicy, SettlementImport, SettlementLine
 from ..progress import Progress
 
 MAX_REPORTED_ERRORS = 100
@@ -44,9 +45,13 @@ def receive_report(
 ) -> tuple[SettlementImport, bool]:
     """Store a report for loading; return (import, created).
 
-    A file whose checksum we already hold is the same report sent again: the earlier import is
-    returned and nothing new is stored, so importing it twice can never count it twice.
-    `content` is bytes or a binary file object.
+    A report is identified by its provider, its layout and its bytes (sha256): the same file
+    again for the same provider and layout is the same report, and the earlier import is
+    returned with nothing new stored, so it can never count twice. A refused import does not
+    hold its file: once the cause is fixed (the layout chosen, the policy or a currency set
+    up) the same bytes are received again and loaded. The same bytes under another provider
+    or layout are another import (loading refuses it if its merchant account column names an
+    account that is not this provider's). `content` is bytes or a binary file object.
     """
     if layout not in LAYOUTS:
         raise MalformedReport(f"Unknown layout {layout!r}.", layout=layout)
@@ -59,7 +64,10 @@ def receive_report(
         digest.update(chunk)
         size += len(chunk)
     checksum = digest.hexdigest()
-    existing = SettlementImport.objects.filter(checksum=checksum).first()
+    held = SettlementImport.objects.filter(
+        provider_code=provider_code, layout=layout, checksum=checksum
+    ).exclude(status=SettlementImport.Status.REJECTED)
+    existing = held.first()
     if existing is not None:
         return existing, False
     stream.seek(0)
@@ -77,7 +85,7 @@ def receive_report(
             report.save()
     except IntegrityError:
         # Two uploads of one file raced; the other one won.
-        return SettlementImport.objects.get(checksum=checksum), False
+        return held.get(), False
     return report, True
 
 
@@ -234,7 +242,7 @@ def _refuse_with_every_error(
         stream.seek(0)
         _copy(stream, len(header), frozenset(), progress, line_count)
     errors = _timezone_errors(columns, layout) + _syntax_errors(
-        columns, layout, report.provider_code
+        columns, layout, report.provider_code, MerchantAccounts.of(report.provider_code)
     )
     if not errors:
         # A value that passed the patterns but not the cast (e.g. 2024-02-30).
@@ -242,7 +250,68 @@ def _refuse_with_every_error(
     raise _refuse(errors[:MAX_REPORTED_ERRORS])
 
 
-def _suspicious_raw(columns: Columns, layout: Layout, provider_code: str) -> str:
+@dataclass(frozen=True)
+class MerchantAccounts:
+    """The merchant accounts a report of `provider_code` may name: its own (none configured:
+    any but another provider's) and every other provider's, each with its provider."""
+
+    provider_code: str
+    own: tuple[str, ...]
+    foreign: dict[str, str]
+
+    @classmethod
+    def of(cls, provider_code: str) -> "MerchantAccounts":
+        own, foreign = (), {}
+        for code, accounts in ProviderPolicy.objects.values_list(
+            "provider_code", "merchant_accounts"
+        ):
+            names = tuple(str(name).strip() for name in accounts or () if str(name).strip())
+            if code == provider_code:
+                own = names
+            else:
+                foreign.update({name: code for name in names})
+        # An account both providers claim is this one's: configuration says so.
+        return cls(provider_code, own, {k: v for k, v in foreign.items() if k not in own})
+
+    @property
+    def is_checked(self) -> bool:
+        return bool(self.own or self.foreign)
+
+    def bad(self, value: str) -> str:
+        """SQL: the line's merchant account (`value`, NULL when blank) is not this provider's."""
+        tests = []
+        if self.own:
+            tests.append(f"{value} NOT IN ({', '.join(map(sql_literal, self.own))})")
+        if self.foreign:
+            tests.append(f"{value} IN ({', '.join(map(sql_literal, self.foreign))})")
+        return f"({value} IS NOT NULL AND ({' OR '.join(tests) or 'false'}))"
+
+    def message(self, value: str) -> str:
+        """SQL: why `value` is refused, naming the provider it belongs to when we know it."""
+        provider = sql_literal(self.provider_code)
+        whose = (
+            "CASE "
+            + " ".join(
+                f"WHEN {value} = {sql_literal(name)} THEN {sql_literal(code)}"
+                for name, code in self.foreign.items()
+            )
+            + " END"
+            if self.foreign
+            else "NULL::text"
+        )
+        own = sql_literal(", ".join(self.own) or "none configured")
+        return (
+            f"CASE WHEN ({whose}) IS NOT NULL THEN "
+            f"format('merchant account %s is provider %s''s, not %s''s', "
+            f"quote_literal({value}), {whose}, {provider}) "
+            f"ELSE format('merchant account %s is not one of %s''s (%s)', "
+            f"quote_literal({value}), {provider}, {own}) END"
+        )
+
+
+def _suspicious_raw(
+    columns: Columns, layout: Layout, provider_code: str, accounts: MerchantAccounts
+) -> str:
     """The cheap test every line pays on its loaded columns, as one SQL condition (see
     `_suspicious_normalized` for the rest). COPY has parsed the amounts already (so 1e5 is
     accepted as 100000); malformed times fail their cast in the insert; either way the full
@@ -254,6 +323,9 @@ def _suspicious_raw(columns: Columns, layout: Layout, provider_code: str) -> str
     if layout.provider_column:
         value = columns.raw(layout.provider_column)
         suspicious.append(f"{value} IS DISTINCT FROM {sql_literal(provider_code)}")
+    account_column = layout.merchant_account_column
+    if account_column and accounts.is_checked and columns.has(account_column):
+        suspicious.append(accounts.bad(columns.raw(account_column)))
     return " OR ".join(f"({c})" for c in suspicious)
 
 
@@ -330,7 +402,9 @@ def _currency_exponents() -> dict[str, int]:
     return dict(Currency.objects.values_list("code", "exponent"))
 
 
-def _syntax_errors(columns: Columns, layout: Layout, provider_code: str) -> list[dict]:
+def _syntax_errors(
+    columns: Columns, layout: Layout, provider_code: str, accounts: MerchantAccounts
+) -> list[dict]:
     """Every bad value of the file in one scan: blanks, non-decimals, bad times, unknown
     currencies, too many decimals, over-long references, a line of another provider."""
     exponents = _currency_exponents()
@@ -406,6 +480,10 @@ def _syntax_errors(columns: Columns, layout: Layout, provider_code: str) -> list
                 f"coalesce(quote_literal({value}), 'blank'), {sql_literal(provider_code)})",
             )
         )
+    account_column = layout.merchant_account_column
+    if account_column and accounts.is_checked and columns.has(account_column):
+        value = columns.raw(account_column)
+        checks.append((account_column, accounts.bad(value), accounts.message(value)))
     problems = ", ".join(
         f"CASE WHEN {bad} THEN {sql_literal(column + ': ')} || {message} END"
         for column, bad, message in checks
@@ -491,7 +569,9 @@ def _insert_lines(report: SettlementImport, columns: Columns, layout: Layout) ->
         f"{expressions[name]} AS {name}" for name in _NORMALIZED_FIELDS if name != "provider_type"
     )
     selected += f", left(coalesce({expressions['provider_type']}, ''), 64) AS provider_type"
-    raw_suspicious = _suspicious_raw(columns, layout, report.provider_code)
+    raw_suspicious = _suspicious_raw(
+        columns, layout, report.provider_code, MerchantAccounts.of(report.provider_code)
+    )
     table = SettlementLine._meta.db_table
     sql = (
         f"INSERT INTO {table} (settlement_import_id, provider_code, line_number, record_type, "

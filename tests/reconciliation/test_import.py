@@ -4,7 +4,7 @@ import pytest
 
 from reconciliation import services
 from reconciliation.errors import MalformedReport
-from reconciliation.models import SettlementImport, SettlementLine
+from reconciliation.models import ProviderPolicy, SettlementImport, SettlementLine
 from reconciliation.progress import Progress
 from reconciliation.services import importing
 from tests.reconciliation.reports import (
@@ -520,3 +520,82 @@ def test_reports_dropped_in_the_watched_folder_are_received_and_moved(tmp_path):
     assert not (folder / "day1.csv").exists()
     assert (stray / "unknown" / "x.csv").exists()
     assert queueing.scan_inbox(inbox=tmp_path / "inbox") == []
+
+
+# --- issue 15: an import is (provider, layout, bytes); merchant accounts are checked --------
+
+
+def test_a_file_refused_for_the_wrong_layout_loads_with_the_right_one():
+    content = write_csv(ADYEN_COLUMNS, ADYEN_ROWS[:2])
+    with pytest.raises(MalformedReport):
+        load(Layout.STRIPE, content, provider="adyen", name="picked-the-wrong-layout.csv")
+    refused = SettlementImport.objects.get()
+    assert refused.status == SettlementImport.Status.REJECTED
+
+    report = load(Layout.ADYEN, content, name="right-layout.csv")
+
+    assert report.pk != refused.pk
+    assert (report.status, report.lines_loaded) == (SettlementImport.Status.LOADED, 2)
+    # Received again, the loaded import answers; the refused one stays refused, as history.
+    again, created = services.receive_report(
+        layout=Layout.ADYEN, provider_code="adyen", file_name="again.csv", content=content
+    )
+    assert (again.pk, created) == (report.pk, False)
+    refused.refresh_from_db()
+    assert refused.status == SettlementImport.Status.REJECTED
+
+
+def test_a_file_refused_for_its_content_loads_once_the_cause_is_fixed():
+    ProviderPolicy.objects.create(provider_code="adyen", merchant_accounts=["CasinoUK"])
+    content = write_csv(ADYEN_COLUMNS, ADYEN_ROWS[:2])
+    with pytest.raises(MalformedReport) as refused:
+        load(Layout.ADYEN, content)
+    assert refused.value.details["errors"][0] == {
+        "line": 2,
+        "column": "Merchant Account",
+        "message": "merchant account 'CasinoEU' is not one of adyen's (CasinoUK)",
+    }
+    assert SettlementLine.objects.count() == 0
+
+    ProviderPolicy.objects.filter(provider_code="adyen").update(
+        merchant_accounts=["CasinoUK", "CasinoEU"]
+    )
+    report = load(Layout.ADYEN, content, name="same-bytes.csv")
+    assert (report.status, report.lines_loaded) == (SettlementImport.Status.LOADED, 2)
+    assert SettlementImport.objects.count() == 2
+
+
+def test_the_same_bytes_under_another_provider_are_another_import():
+    content = write_csv(ADYEN_COLUMNS, ADYEN_ROWS[:2])
+    first = load(Layout.ADYEN, content, provider="adyen")
+    second = load(Layout.ADYEN, content, provider="adyen-latam")
+    assert first.pk != second.pk
+    assert sorted(SettlementLine.objects.values_list("provider_code", flat=True)) == [
+        "adyen",
+        "adyen",
+        "adyen-latam",
+        "adyen-latam",
+    ]
+
+
+def test_a_report_naming_another_providers_merchant_account_is_refused():
+    ProviderPolicy.objects.create(provider_code="adyen", merchant_accounts=["CasinoEU"])
+    ProviderPolicy.objects.create(provider_code="adyen-latam", merchant_accounts=["CasinoBR"])
+    content = write_csv(ADYEN_COLUMNS, ADYEN_ROWS[:2])
+    load(Layout.ADYEN, content, provider="adyen")
+
+    with pytest.raises(MalformedReport) as refused:
+        load(Layout.ADYEN, content, provider="adyen-latam", name="uploaded-to-the-wrong-one.csv")
+
+    assert refused.value.details["errors"][:2] == [
+        {
+            "line": line,
+            "column": "Merchant Account",
+            "message": "merchant account 'CasinoEU' is provider adyen's, not adyen-latam's",
+        }
+        for line in (2, 3)
+    ]
+    assert not SettlementLine.objects.filter(provider_code="adyen-latam").exists()
+    # Without a list of its own, a provider still refuses another provider's account.
+    with pytest.raises(MalformedReport):
+        load(Layout.ADYEN, content, provider="adyen-apac")
