@@ -137,6 +137,12 @@ class Layout:
     # A column naming the provider-side account each line belongs to; checked against the
     # provider's configured merchant accounts (ProviderPolicy.merchant_accounts).
     merchant_account_column: str | None = None
+    # The report itemizes payouts without a line for the payout itself (each batch is one
+    # payout of its lines' net): the loader derives the payout line, booked at the first of
+    # `payout_time_columns` the file has (else at the batch's last line).
+    payout_per_batch: bool = False
+    payout_id_column: str = ""
+    payout_time_columns: tuple[str, ...] = ()
 
 
 # --- Adyen settlement details report -------------------------------------------------------
@@ -302,6 +308,11 @@ STRIPE = Layout(
     non_blank=("balance_transaction_id", "currency", "reporting_category", "gross", "net"),
     booked_columns=("created_utc", "created"),
     expressions=_stripe,
+    # Each automatic_payout_id is one payout to the bank, listed only through the balance
+    # transactions it settles.
+    payout_per_batch=True,
+    payout_id_column="automatic_payout_id",
+    payout_time_columns=("automatic_payout_effective_at_utc", "automatic_payout_effective_at"),
 )
 
 

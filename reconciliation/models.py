@@ -76,6 +76,11 @@ class SettlementImport(models.Model):
     lines_already_known = models.PositiveIntegerField(
         default=0, help_text="Lines re-sent by the provider that an earlier import holds."
     )
+    payouts_derived = models.PositiveIntegerField(
+        default=0,
+        help_text="Payout lines derived from a report that lists a payout only through the "
+        "lines it settles (Stripe's automatic_payout_id); their line number is 0.",
+    )
     errors = models.JSONField(
         default=list, blank=True, help_text="[{line, column, message}] when rejected."
     )

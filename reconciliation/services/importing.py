@@ -115,7 +115,7 @@ def load_report(*, settlement_import: SettlementImport) -> SettlementImport:
                 report.refresh_from_db()
                 if report.status != SettlementImport.Status.LOADING:
                     return report
-                inserted, total = _load(report, layout, progress)
+                inserted, total, payouts = _load(report, layout, progress)
         except MalformedReport as refused:
             SettlementImport.objects.filter(pk=report.pk).update(
                 status=SettlementImport.Status.REJECTED,
@@ -129,6 +129,7 @@ def load_report(*, settlement_import: SettlementImport) -> SettlementImport:
         rows_processed=total,
         lines_loaded=inserted,
         lines_already_known=total - inserted,
+        payouts_derived=payouts,
         loaded_at=timezone.now(),
     )
     report.refresh_from_db()
@@ -223,8 +224,64 @@ def _load(report: SettlementImport, layout: Layout, progress: Progress) -> tuple
         diag = getattr(error.__cause__, "diag", None)
         cast_error = (diag.message_primary if diag else None) or str(error)
         return _refuse_with_every_error(report, layout, header, progress, line_count, cast_error)
+    payouts = _derive_batch_payouts(report, layout, Columns(header, numeric=numeric))
     progress.update(force=True, rows_total=total, rows_processed=total)
-    return inserted, total
+    return inserted, total, payouts
+
+
+DERIVED_PAYOUT_TYPE = "automatic_payout"
+
+
+def _derive_batch_payouts(report: SettlementImport, layout: Layout, columns: Columns) -> int:
+    """For a layout that itemizes payouts without a payout line (Stripe's itemized payout
+    reconciliation): one `merchant_payout` line per batch (payout id) and currency this report
+    holds, paying out the net of every line of the batch (from any import), unless the batch
+    has a payout line already. Inside the load's transaction, with the raw file still in
+    RAW_TABLE; returns how many were derived.
+
+    The payout is what the provider says it paid to our bank: settlement books it to
+    `operator_bank` and the integrity check counts it as money that left the provider. A line
+    of the batch arriving after its payout makes the payout differ from its batch, which
+    matching reports as an amount mismatch instead of paying it out twice."""
+    if not layout.payout_per_batch:
+        return 0
+    table = SettlementLine._meta.db_table
+    time_column = next((n for n in layout.payout_time_columns if columns.has(n)), None)
+    batch_raw = columns.raw(layout.payout_id_column)
+    # The payout's own time when the file states it, else the time of its last line.
+    stated = "NULL::timestamptz"
+    if time_column:
+        raw_time = columns.raw(time_column)
+        stated = (
+            f"(SELECT max(({raw_time})::timestamp AT TIME ZONE 'UTC') FROM {RAW_TABLE} "
+            f"WHERE {batch_raw} = s.batch AND {raw_time} ~ {sql_literal(TIMESTAMP_PATTERN)})"
+        )
+    sql = (
+        f"INSERT INTO {table} (settlement_import_id, provider_code, line_number, record_type, "
+        "provider_type, provider_reference, payment_reference, merchant_reference, gross, fee, "
+        "net, currency, net_currency, booked_at, batch, line_hash) "
+        "SELECT %(import)s, %(provider)s, 0, record_type, provider_type, provider_reference, "
+        "payment_reference, merchant_reference, gross, fee, net, currency, net_currency, "
+        f"booked_at, batch, {FINGERPRINT} FROM ("
+        f"SELECT '{SettlementLine.RecordType.MERCHANT_PAYOUT}'::text AS record_type, "
+        f"'{DERIVED_PAYOUT_TYPE}'::text AS provider_type, s.batch AS provider_reference, "
+        "''::text AS payment_reference, ''::text AS merchant_reference, "
+        "-sum(s.net) AS gross, 0::numeric AS fee, -sum(s.net) AS net, "
+        "s.net_currency AS currency, s.net_currency, "
+        f"coalesce({stated}, max(s.booked_at)) AS booked_at, s.batch "
+        f"FROM {table} s WHERE s.provider_code = %(provider)s AND s.batch <> '' "
+        f"AND s.record_type <> '{SettlementLine.RecordType.MERCHANT_PAYOUT}' "
+        # This report's payouts, read from the file (lines carry no index by import).
+        f"AND s.batch IN (SELECT DISTINCT {batch_raw} FROM {RAW_TABLE}) "
+        f"AND NOT EXISTS (SELECT 1 FROM {table} p WHERE p.provider_code = s.provider_code "
+        f"AND p.batch = s.batch AND p.net_currency = s.net_currency "
+        f"AND p.record_type = '{SettlementLine.RecordType.MERCHANT_PAYOUT}') "
+        "GROUP BY s.batch, s.net_currency HAVING sum(s.net) <> 0) payout "
+        "ON CONFLICT (provider_code, booked_at, line_hash) DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"import": report.pk, "provider": report.provider_code})
+        return cursor.rowcount
 
 
 def _refuse_with_every_error(
