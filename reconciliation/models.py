@@ -76,6 +76,9 @@ class SettlementImport(models.Model):
     lines_already_known = models.PositiveIntegerField(
         default=0, help_text="Lines re-sent by the provider that an earlier import holds."
     )
+    summary_lines_skipped = models.PositiveIntegerField(
+        default=0, help_text="Trailing totals or summary lines the layout recognised and skipped."
+    )
     payouts_derived = models.PositiveIntegerField(
         default=0,
         help_text="Payout lines derived from a report that lists a payout only through the "
@@ -105,6 +108,62 @@ class SettlementImport(models.Model):
 
     def __str__(self):
         return f"{self.file_name} ({self.provider_code})"
+
+
+class ReportFormat(models.Model):
+    """How one provider's reports of one layout are written, when not as the provider's
+    default export (comma-separated UTF-8 with a decimal point): Adyen lets a merchant pick
+    a semicolon delimiter and decimal commas; spreadsheets add thousands separators and
+    save in Windows-1252. A provider and layout without a row read the default."""
+
+    class Delimiter(models.TextChoices):
+        COMMA = ",", "Comma (,)"
+        SEMICOLON = ";", "Semicolon (;)"
+        TAB = "\t", "Tab"
+        PIPE = "|", "Pipe (|)"
+
+    class DecimalSeparator(models.TextChoices):
+        POINT = ".", "Point (1234.56)"
+        COMMA = ",", "Comma (1234,56)"
+
+    class ThousandsSeparator(models.TextChoices):
+        NONE = "", "None (1234.56)"
+        COMMA = ",", "Comma (1,234.56)"
+        POINT = ".", "Point (1.234,56)"
+        SPACE = " ", "Space (1 234,56; also no-break spaces)"
+        APOSTROPHE = "'", "Apostrophe (1'234.56)"
+
+    class Encoding(models.TextChoices):
+        UTF8 = "utf-8", "UTF-8"
+        WINDOWS_1252 = "windows-1252", "Windows-1252"
+        LATIN1 = "iso-8859-1", "ISO-8859-1 (Latin-1)"
+        LATIN9 = "iso-8859-15", "ISO-8859-15 (Latin-9)"
+
+    provider_code = models.CharField(max_length=64)
+    layout = models.CharField(max_length=32, choices=SettlementImport.Layout.choices)
+    delimiter = models.CharField(max_length=2, choices=Delimiter.choices, default=",")
+    decimal_separator = models.CharField(
+        max_length=1, choices=DecimalSeparator.choices, default="."
+    )
+    thousands_separator = models.CharField(
+        max_length=1, choices=ThousandsSeparator.choices, default="", blank=True
+    )
+    encoding = models.CharField(max_length=16, choices=Encoding.choices, default="utf-8")
+
+    class Meta:
+        ordering = ["provider_code", "layout"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider_code", "layout"], name="one_report_format_per_layout"
+            ),
+            models.CheckConstraint(
+                condition=~Q(decimal_separator=models.F("thousands_separator")),
+                name="report_format_separators_differ",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.provider_code} {self.layout}"
 
 
 class SettlementLine(models.Model):

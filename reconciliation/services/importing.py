@@ -23,14 +23,16 @@ from wallets.models import Currency
 
 from ..errors import MalformedReport, ReportNotLoadable
 from ..layouts import (
-    DECIMAL_PATTERN,
+    DEFAULT_NUMBERS,
     LAYOUTS,
     TIMESTAMP_PATTERN,
     Columns,
     Layout,
+    NumberFormat,
+    is_summary_line,
     sql_literal,
 )
-from ..models import ProviderPolicy, SettlementImport, SettlementLine
+from ..models import ProviderPolicy, ReportFormat, SettlementImport, SettlementLine
 from ..progress import Progress
 
 MAX_REPORTED_ERRORS = 100
@@ -145,21 +147,78 @@ def _refuse(errors: list[dict]) -> MalformedReport:
     )
 
 
-class _CountingReader(io.RawIOBase):
-    """Feeds the file to COPY, skipping a UTF-8 byte order mark and reporting progress."""
+@dataclass(frozen=True)
+class ParsingPolicy:
+    """How one provider writes one layout's files (`ReportFormat`; the default without a
+    row): delimiter, number format and encoding."""
 
-    def __init__(self, stream, progress: Progress, total: int):
+    delimiter: str = ","
+    numbers: NumberFormat = DEFAULT_NUMBERS
+    encoding: str = "utf-8"
+
+    # PostgreSQL's names of the encodings a ReportFormat may name.
+    PG_ENCODINGS = {
+        "utf-8": "UTF8",
+        "windows-1252": "WIN1252",
+        "iso-8859-1": "LATIN1",
+        "iso-8859-15": "LATIN9",
+    }
+
+    @classmethod
+    def of(cls, provider_code: str, layout: str) -> "ParsingPolicy":
+        stored = ReportFormat.objects.filter(provider_code=provider_code, layout=layout).first()
+        if stored is None:
+            return cls()
+        return cls(
+            delimiter=stored.delimiter,
+            numbers=NumberFormat(stored.decimal_separator, stored.thousands_separator),
+            encoding=stored.encoding,
+        )
+
+    @property
+    def pg_encoding(self) -> str:
+        return self.PG_ENCODINGS[self.encoding]
+
+    @property
+    def is_utf8(self) -> bool:
+        return self.encoding == "utf-8"
+
+
+_DELIMITER_NAMES = {",": "comma (,)", ";": "semicolon (;)", "\t": "tab", "|": "pipe (|)"}
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What the loader learns of a file before COPY: its header, where its records end
+    (trailing summary lines excluded) and how many lines it has."""
+
+    header: list[str]
+    body_end: int
+    line_count: int
+    summary_lines: int
+
+
+class _CountingReader(io.RawIOBase):
+    """Feeds the file to COPY up to `limit` bytes (trailing summary lines are not fed),
+    skipping a UTF-8 byte order mark and reporting progress."""
+
+    def __init__(self, stream, progress: Progress, total: int, *, limit: int, skip_bom: bool):
         self.stream = stream
         self.progress = progress
         self.total = total
         self.lines = 0
-        self.at_start = True
+        self.at_start = skip_bom
+        self.remaining = limit
 
     def readable(self):
         return True
 
     def read(self, size=-1):
-        chunk = self.stream.read(_CHUNK if size is None or size < 0 else size)
+        wanted = min(_CHUNK if size is None or size < 0 else size, self.remaining)
+        if wanted <= 0:
+            return b""
+        chunk = self.stream.read(wanted)
+        self.remaining -= len(chunk)
         if self.at_start:
             self.at_start = False
             if chunk.startswith(_BOM):
@@ -170,33 +229,119 @@ class _CountingReader(io.RawIOBase):
         return chunk
 
 
-def _header_and_line_count(stream) -> tuple[list[str], int]:
+# How far from its end a file is searched for trailing summary lines.
+_TAIL = 64 * 1024
+_MAX_SUMMARY_LINES = 100
+
+
+def _shape(stream, layout: Layout, policy: ParsingPolicy) -> _Shape:
     stream.seek(0)
     first = stream.readline()
     try:
-        text = first.decode("utf-8-sig")
+        text = first.decode("utf-8-sig" if policy.is_utf8 else policy.encoding)
     except UnicodeDecodeError:
-        raise _refuse([{"line": 1, "column": "", "message": "the file is not UTF-8"}]) from None
-    header = next(csv.reader([text]), [])
-    lines, last = 0, b"\n"
-    for chunk in iter(lambda: stream.read(_CHUNK), b""):
+        message = f"the file is not {policy.encoding}"
+        raise _refuse([{"line": 1, "column": "", "message": message}]) from None
+    header = next(csv.reader([text], delimiter=policy.delimiter), [])
+    size = stream.seek(0, io.SEEK_END)
+    body_end, summary_lines = _body_end(stream, size, len(first), layout, policy, header)
+    stream.seek(0)
+    lines, remaining, last = 0, body_end, b"\n"
+    while remaining > 0:
+        chunk = stream.read(min(_CHUNK, remaining))
+        if not chunk:
+            break
+        remaining -= len(chunk)
         lines += chunk.count(b"\n")
         last = chunk[-1:]
     if last != b"\n":
         lines += 1
     # Progress counts report lines, not the header.
-    return header, max(lines - 1, 0)
+    return _Shape(header, body_end, max(lines - 1, 0), summary_lines)
 
 
-def _load(report: SettlementImport, layout: Layout, progress: Progress) -> tuple[int, int]:
+def _body_end(
+    stream, size: int, header_end: int, layout: Layout, policy: ParsingPolicy, header
+) -> tuple[int, int]:
+    """Where the file's records end: before its trailing blank and summary lines (the
+    layout's `is_summary_line`). Only the file's tail is read."""
+    start = max(header_end, size - _TAIL)
+    stream.seek(start)
+    tail = stream.read()
+    # Offsets (in the file) of each line of the tail; the first is partial unless the tail
+    # starts right after the header.
+    pieces, offset = [], start
+    for piece in tail.split(b"\n"):
+        pieces.append((offset, piece))
+        offset += len(piece) + 1
+    if pieces and not pieces[-1][1]:
+        pieces.pop()  # after the final newline
+    complete = pieces if start == header_end else pieces[1:]
+    body_end, summary_lines = size, 0
+    for line_start, piece in reversed(complete):
+        raw = piece.rstrip(b"\r")
+        if raw.count(b'"') % 2:
+            break  # part of a quoted value spanning lines: a record, not a total
+        text = raw.decode(policy.encoding, errors="replace")
+        cells = next(csv.reader([text], delimiter=policy.delimiter), [])
+        if not is_summary_line(layout, header, cells):
+            break
+        body_end = line_start
+        summary_lines += any(cell.strip() for cell in cells)
+        if summary_lines > _MAX_SUMMARY_LINES:
+            return size, 0
+    return body_end, summary_lines
+
+
+def _wrong_delimiter(stream, layout: Layout, policy: ParsingPolicy, header, provider_code):
+    """When required columns are missing: the delimiter the file seems to use instead of the
+    configured one (csv.Sniffer, checked against the header), as a refusal that names it."""
+    stream.seek(0)
+    sample = stream.read(_TAIL).decode(policy.encoding, errors="replace").lstrip("\ufeff")
+    candidates = "".join(d for d in _DELIMITER_NAMES if d != policy.delimiter)
+    try:
+        guess = csv.Sniffer().sniff(sample, delimiters=candidates).delimiter
+    except csv.Error:
+        counts = {d: sample.splitlines()[0].count(d) if sample else 0 for d in candidates}
+        guess = max(counts, key=counts.get) if any(counts.values()) else None
+    if guess is None or guess == policy.delimiter:
+        return None
+    guessed_header = next(csv.reader([sample.splitlines()[0]], delimiter=guess), [])
+    found = Columns(guessed_header)
+    configured = Columns(header)
+    if sum(map(found.has, layout.required)) <= sum(map(configured.has, layout.required)):
+        return None
+    return _refuse(
+        [
+            {
+                "line": 1,
+                "column": "",
+                "message": (
+                    f"the file seems delimited by {_DELIMITER_NAMES[guess]}, not by "
+                    f"{_DELIMITER_NAMES.get(policy.delimiter, repr(policy.delimiter))} as "
+                    f"{provider_code}'s {layout.code} reports are configured: set the "
+                    f"delimiter of its report format to {_DELIMITER_NAMES[guess]}"
+                ),
+            }
+        ]
+    )
+
+
+def _load(report: SettlementImport, layout: Layout, progress: Progress) -> tuple[int, int, int]:
     """The fast path a good file takes: COPY parses the amounts, one INSERT converts and
     checks every line. Anything wrong sends the file down the slow path, which loads it as
-    text and finds every bad value with its line number."""
+    text and finds every bad value with its line number. Returns (lines inserted, lines in
+    the file, payouts derived)."""
+    policy = ParsingPolicy.of(report.provider_code, report.layout)
     with report.file.open("rb") as stream:
-        header, line_count = _header_and_line_count(stream)
+        shape = _shape(stream, layout, policy)
+        header, line_count = shape.header, shape.line_count
         columns = Columns(header)
         missing = [name for name in layout.required if not columns.has(name)]
         if missing:
+            wrong_delimiter = _wrong_delimiter(stream, layout, policy, header, report.provider_code)
+            if wrong_delimiter:
+                raise wrong_delimiter
             raise _refuse(
                 [
                     {"line": 1, "column": name, "message": f"required column {name!r} is missing"}
@@ -207,25 +352,38 @@ def _load(report: SettlementImport, layout: Layout, progress: Progress) -> tuple
             names = " or ".join(repr(n) for n in layout.booked_columns)
             raise _refuse([{"line": 1, "column": "", "message": f"no {names} column"}])
         progress.update(force=True, rows_total=line_count, rows_processed=0)
-        numeric = frozenset(
-            columns.position(name) for name, _ in layout.decimal_columns if columns.has(name)
+        # COPY parses amounts in PostgreSQL's own format (the normal case, and the fast one);
+        # other formats are read as text and rewritten by the insert.
+        numeric = (
+            frozenset(
+                columns.position(name) for name, _ in layout.decimal_columns if columns.has(name)
+            )
+            if policy.numbers.is_default
+            else frozenset()
         )
         stream.seek(0)
         try:
-            total = _copy(stream, len(header), numeric, progress, line_count)
+            total = _copy(stream, len(header), numeric, progress, shape, policy)
         except psycopg2.DataError:
             # A value COPY could not parse (an amount that is not a number, say).
-            return _refuse_with_every_error(report, layout, header, progress, line_count)
+            return _refuse_with_every_error(report, layout, shape, policy, progress)
     if total == 0:
         raise _refuse([{"line": 2, "column": "", "message": "the report has no lines"}])
     try:
-        inserted = _insert_lines(report, Columns(header, staged=True, numeric=numeric), layout)
+        inserted = _insert_lines(
+            report,
+            Columns(header, staged=True, numeric=numeric, numbers=policy.numbers),
+            layout,
+        )
     except DataError as error:
         diag = getattr(error.__cause__, "diag", None)
         cast_error = (diag.message_primary if diag else None) or str(error)
-        return _refuse_with_every_error(report, layout, header, progress, line_count, cast_error)
-    payouts = _derive_batch_payouts(report, layout, Columns(header, numeric=numeric))
+        return _refuse_with_every_error(report, layout, shape, policy, progress, cast_error)
+    payouts = _derive_batch_payouts(
+        report, layout, Columns(header, numeric=numeric, numbers=policy.numbers)
+    )
     progress.update(force=True, rows_total=total, rows_processed=total)
+    SettlementImport.objects.filter(pk=report.pk).update(summary_lines_skipped=shape.summary_lines)
     return inserted, total, payouts
 
 
@@ -287,17 +445,17 @@ def _derive_batch_payouts(report: SettlementImport, layout: Layout, columns: Col
 def _refuse_with_every_error(
     report: SettlementImport,
     layout: Layout,
-    header: list[str],
+    shape: _Shape,
+    policy: ParsingPolicy,
     progress: Progress,
-    line_count: int,
     cast_error: str = "",
 ):
     """The slow path, paid only by a file that is refused anyway: load it again as text and
     scan it for every bad value with its line number."""
-    columns = Columns(header)
+    columns = Columns(shape.header, numbers=policy.numbers)
     with report.file.open("rb") as stream:
         stream.seek(0)
-        _copy(stream, len(header), frozenset(), progress, line_count)
+        _copy(stream, len(shape.header), frozenset(), progress, shape, policy)
     errors = _timezone_errors(columns, layout) + _syntax_errors(
         columns, layout, report.provider_code, MerchantAccounts.of(report.provider_code)
     )
@@ -383,6 +541,12 @@ def _suspicious_raw(
     account_column = layout.merchant_account_column
     if account_column and accounts.is_checked and columns.has(account_column):
         suspicious.append(accounts.bad(columns.raw(account_column)))
+    if not columns.numbers.is_default:
+        # Amounts read as text: a separator out of place ("1,2,3") must not pass as 123.
+        pattern = sql_literal(columns.numbers.pattern)
+        for name, _ in layout.decimal_columns:
+            if columns.has(name):
+                suspicious.append(f"NOT ({columns.raw(name)} ~ {pattern})")
     return " OR ".join(f"({c})" for c in suspicious)
 
 
@@ -410,9 +574,17 @@ def _suspicious_normalized() -> str:
     return " OR ".join(f"({c})" for c in checks)
 
 
-def _copy(stream, width: int, numeric: frozenset[int], progress: Progress, line_count: int) -> int:
-    """COPY the file into RAW_TABLE, the columns at `numeric` parsed as numbers (blank is
-    NULL, quoted or not); return the number of lines."""
+def _copy(
+    stream,
+    width: int,
+    numeric: frozenset[int],
+    progress: Progress,
+    shape: _Shape,
+    policy: ParsingPolicy,
+) -> int:
+    """COPY the file's records (up to `shape.body_end`) into RAW_TABLE, the columns at
+    `numeric` parsed as numbers (blank is NULL, quoted or not), with the policy's delimiter
+    and encoding; return the number of lines."""
     column_list = ", ".join(f"c{i}" for i in range(1, width + 1))
     definitions = ", ".join(
         f"c{i} {'numeric' if i in numeric else 'text'}" for i in range(1, width + 1)
@@ -428,12 +600,15 @@ def _copy(stream, width: int, numeric: frozenset[int], progress: Progress, line_
             "line_no integer GENERATED ALWAYS AS IDENTITY (START WITH 2), "
             f"{definitions}) ON COMMIT DROP"
         )
-        reader = _CountingReader(stream, progress, line_count)
+        reader = _CountingReader(
+            stream, progress, shape.line_count, limit=shape.body_end, skip_bom=policy.is_utf8
+        )
         try:
             with transaction.atomic():
                 cursor.cursor.copy_expert(
                     f"COPY {RAW_TABLE} ({column_list}) FROM STDIN WITH (FORMAT csv, "
-                    f"HEADER true, ENCODING 'UTF8', FORCE_NULL ({column_list}))",
+                    f"HEADER true, DELIMITER {sql_literal(policy.delimiter)}, "
+                    f"ENCODING '{policy.pg_encoding}', FORCE_NULL ({column_list}))",
                     reader,
                     size=_CHUNK,
                 )
@@ -478,10 +653,12 @@ def _syntax_errors(
         if not columns.has(name):
             continue
         value = columns.raw(name)
+        number = columns.amount_text(name)
+        pattern = sql_literal(columns.numbers.pattern)
         checks.append(
             (
                 name,
-                f"NOT ({value} ~ {sql_literal(DECIMAL_PATTERN)})",
+                f"NOT ({value} ~ {pattern})",
                 f"format('%s is not a decimal amount', quote_literal({value}))",
             )
         )
@@ -490,8 +667,7 @@ def _syntax_errors(
         checks.append(
             (
                 name,
-                f"({value} ~ {sql_literal(DECIMAL_PATTERN)}) AND "
-                f"scale({value}::numeric) > coalesce({exponent}, 8)",
+                f"({value} ~ {pattern}) AND scale(({number})::numeric) > coalesce({exponent}, 8)",
                 f"format('%s has more decimals than %s allows', {value}, "
                 f"coalesce(upper({currency}), 'its currency'))",
             )
