@@ -114,6 +114,12 @@ def load_report(*, settlement_import: SettlementImport) -> SettlementImport:
                 # One loader per report: a duplicate task waits here, then finds it loaded.
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [0x5E77, report.pk])
+                    # Loads of one provider queue: deriving a batch's payout reads what other
+                    # imports hold of that batch, and two loads must not both derive it.
+                    cursor.execute(
+                        "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                        [0x5E7A, report.provider_code],
+                    )
                 report.refresh_from_db()
                 if report.status != SettlementImport.Status.LOADING:
                     return report
