@@ -25,6 +25,7 @@ from .models import (
     IntegrityRun,
     ProviderPolicy,
     ReconciliationRun,
+    ReportFormat,
     SettlementImport,
     SettlementLine,
 )
@@ -205,7 +206,27 @@ class SettlementLineAdmin(ReadOnlyAdmin):
 class ProviderPolicyAdmin(admin.ModelAdmin):
     """Configuration, not money: tolerances are edited here directly."""
 
-    list_display = ["provider_code", "amount_tolerance", "match_window_hours", "grace_period_hours"]
+    list_display = [
+        "provider_code",
+        "amount_tolerance",
+        "match_window_hours",
+        "grace_period_hours",
+        "merchant_accounts",
+    ]
+
+
+@admin.register(ReportFormat)
+class ReportFormatAdmin(admin.ModelAdmin):
+    """Configuration, not money: how a provider's reports of a layout are written."""
+
+    list_display = [
+        "provider_code",
+        "layout",
+        "delimiter",
+        "decimal_separator",
+        "thousands_separator",
+        "encoding",
+    ]
 
 
 @admin.register(ReconciliationRun)

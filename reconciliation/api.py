@@ -56,7 +56,8 @@ class UploadSerializer(serializers.Serializer):
 
 class UploadReportView(APIView):
     """Upload a settlement report. 201 when new (loading is queued), 200 with the earlier
-    import when this exact file was uploaded before."""
+    import when this exact file was uploaded before for the same provider and layout and was
+    not refused."""
 
     permission_classes = [HasReconciliationPerm]
     required_perm = "reconciliation.add_settlementimport"
@@ -178,12 +179,15 @@ class BreakSerializer(serializers.ModelSerializer):
 
 
 class BreakListView(generics.ListAPIView):
-    """Breaks, newest first; filter by status, break_type, provider_code."""
+    """Breaks, newest first; filter by status, break_type, provider_code.
+
+    The order is total (the id breaks ties): every break of a run shares its detection time,
+    and pages cut inside equal sort keys would repeat some rows and drop others."""
 
     permission_classes = [HasReconciliationPerm]
     required_perm = "reconciliation.view_break"
     serializer_class = BreakSerializer
-    queryset = Break.objects.all()
+    queryset = Break.objects.order_by("-detected_at", "-id")
     filterset_fields = ["status", "break_type", "provider_code", "currency"]
 
 

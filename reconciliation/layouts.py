@@ -9,6 +9,7 @@ Normalized signs are the merchant's: money the provider owes us is positive, mon
 left us is negative; `fee` is what the provider kept (positive is a cost); `net = gross - fee`.
 """
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,6 +29,50 @@ TIMESTAMP_PATTERN = (
 )
 
 
+@dataclass(frozen=True)
+class NumberFormat:
+    """How a report writes amounts: its decimal separator and thousands separator (none by
+    default). The default format is parsed by COPY itself; any other is read as text,
+    checked against `pattern` (digits grouped by three when a thousands separator is used)
+    and rewritten to PostgreSQL's form by `normalize`."""
+
+    decimal: str = "."
+    thousands: str = ""
+
+    @property
+    def is_default(self) -> bool:
+        return self.decimal == "." and not self.thousands
+
+    def _groupings(self) -> list[str]:
+        # A space separator also stands for the no-break spaces spreadsheets write.
+        if self.thousands == " ":
+            return [" ", "\u00a0", "\u202f"]
+        return [self.thousands] if self.thousands else []
+
+    @property
+    def pattern(self) -> str:
+        """A finite number in this format (the format's counterpart of DECIMAL_PATTERN)."""
+        if self.is_default:
+            return DECIMAL_PATTERN
+        decimal = re.escape(self.decimal)
+        integer = "[0-9]+"
+        if self.thousands:
+            group = "[" + "".join(re.escape(g) for g in self._groupings()) + "]"
+            integer = f"([0-9]{{1,3}}({group}[0-9]{{3}})+|[0-9]+)"
+        return f"^[-+]?({integer}({decimal}[0-9]*)?|{decimal}[0-9]+)$"
+
+    def normalize(self, text: str) -> str:
+        """SQL: the text of an amount (`text`) in PostgreSQL's numeric form."""
+        for group in self._groupings():
+            text = f"replace({text}, {sql_literal(group)}, '')"
+        if self.decimal != ".":
+            text = f"replace({text}, {sql_literal(self.decimal)}, '.')"
+        return text
+
+
+DEFAULT_NUMBERS = NumberFormat()
+
+
 class Columns:
     """Column references by header name for one file's header line.
 
@@ -38,8 +83,14 @@ class Columns:
     """
 
     def __init__(
-        self, header: list[str], *, staged: bool = False, numeric: frozenset[int] = frozenset()
+        self,
+        header: list[str],
+        *,
+        staged: bool = False,
+        numeric: frozenset[int] = frozenset(),
+        numbers: NumberFormat = DEFAULT_NUMBERS,
     ):
+        self.numbers = numbers
         self.index = {}
         for position, name in enumerate(header, start=1):
             self.index.setdefault(normalize_header(name), position)
@@ -85,7 +136,14 @@ class Columns:
             return "0::numeric"
         if position in self.numeric:
             return self._ref("a", position, f"coalesce(c{position}, 0)")
-        return self._ref("a", position, f"coalesce(nullif(btrim(c{position}), '')::numeric, 0)")
+        return self._ref("a", position, f"coalesce({self.amount_text(name)}::numeric, 0)")
+
+    def amount_text(self, name: str) -> str:
+        """A decimal column's text in PostgreSQL's numeric form (NULL when blank)."""
+        position = self.position(name)
+        if position is None:
+            return "NULL::text"
+        return self.numbers.normalize(f"nullif(btrim(c{position}), '')")
 
     def first(self, *names: str) -> str:
         """The first of several alternative column names the file has (e.g. created_utc or
@@ -134,6 +192,19 @@ class Layout:
     timezone_columns: tuple[str, ...] = field(default=())
     # A column that must equal the import's provider code on every line.
     provider_column: str | None = None
+    # A column naming the provider-side account each line belongs to; checked against the
+    # provider's configured merchant accounts (ProviderPolicy.merchant_accounts).
+    merchant_account_column: str | None = None
+    # The report itemizes payouts without a line for the payout itself (each batch is one
+    # payout of its lines' net): the loader derives the payout line, booked at the first of
+    # `payout_time_columns` the file has (else at the batch's last line).
+    # Trailing totals or summary lines (after the last record) are recognised and skipped:
+    # a line whose columns named here are all blank, or one with a cell that reads as a
+    # total ("Total", "Subtotal", "Grand total", "Summary", …).
+    summary_blank_columns: tuple[str, ...] = ()
+    payout_per_batch: bool = False
+    payout_id_column: str = ""
+    payout_time_columns: tuple[str, ...] = ()
 
 
 # --- Adyen settlement details report -------------------------------------------------------
@@ -236,6 +307,9 @@ ADYEN = Layout(
     booked_columns=("Creation Date",),
     timezone_columns=("TimeZone",),
     expressions=_adyen,
+    merchant_account_column="Merchant Account",
+    # Every record has a type and a reference of Adyen's; a totals line has neither.
+    summary_blank_columns=("Type", "Psp Reference", "Modification Reference"),
 )
 
 
@@ -298,6 +372,12 @@ STRIPE = Layout(
     non_blank=("balance_transaction_id", "currency", "reporting_category", "gross", "net"),
     booked_columns=("created_utc", "created"),
     expressions=_stripe,
+    summary_blank_columns=("balance_transaction_id", "reporting_category"),
+    # Each automatic_payout_id is one payout to the bank, listed only through the balance
+    # transactions it settles.
+    payout_per_batch=True,
+    payout_id_column="automatic_payout_id",
+    payout_time_columns=("automatic_payout_effective_at_utc", "automatic_payout_effective_at"),
 )
 
 
@@ -348,3 +428,21 @@ SANDBOX = Layout(
 )
 
 LAYOUTS = {layout.code: layout for layout in (ADYEN, STRIPE, SANDBOX)}
+
+
+# A cell that is a total's label and nothing else ("Total", "Totals:", "Grand total",
+# "Subtotal", "Summary").
+_TOTAL_CELL = re.compile(r"^((grand\s+|sub-?)?totals?|summary)\s*:?$", re.IGNORECASE)
+
+
+def is_summary_line(layout: Layout, header: list[str], cells: list[str]) -> bool:
+    """A line at the end of a report that totals it instead of being a record: blank, or its
+    record-identifying columns (`summary_blank_columns`) are blank or hold a total's label.
+    A record always fills them, so no record is ever taken for a total."""
+    if not any(cell.strip() for cell in cells):
+        return True
+    if not layout.summary_blank_columns:
+        return False
+    by_name = {normalize_header(name): cell for name, cell in zip(header, cells, strict=False)}
+    markers = [by_name.get(normalize_header(n), "").strip() for n in layout.summary_blank_columns]
+    return all(not value or _TOTAL_CELL.match(value) for value in markers)

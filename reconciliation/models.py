@@ -33,6 +33,12 @@ class ProviderPolicy(models.Model):
         help_text="How long a completed transaction may be missing from the provider's "
         "reports before it is a break rather than pending.",
     )
+    merchant_accounts = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='The provider\'s merchant account names, e.g. ["CasinoEU"]. A report whose '
+        "merchant account column names another account (or another provider's) is refused.",
+    )
 
     class Meta:
         verbose_name_plural = "provider policies"
@@ -60,8 +66,8 @@ class SettlementImport(models.Model):
     )
     file = models.FileField(upload_to="settlements/%Y/%m/")
     file_name = models.CharField(max_length=255)
-    # sha256 of the file: the same file imported twice is recognised, never counted twice.
-    checksum = models.CharField(max_length=64, unique=True)
+    # sha256 of the file. With provider and layout it identifies an import (see Meta).
+    checksum = models.CharField(max_length=64, db_index=True)
     size = models.PositiveBigIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
     rows_total = models.PositiveIntegerField(default=0)
@@ -69,6 +75,14 @@ class SettlementImport(models.Model):
     lines_loaded = models.PositiveIntegerField(default=0)
     lines_already_known = models.PositiveIntegerField(
         default=0, help_text="Lines re-sent by the provider that an earlier import holds."
+    )
+    summary_lines_skipped = models.PositiveIntegerField(
+        default=0, help_text="Trailing totals or summary lines the layout recognised and skipped."
+    )
+    payouts_derived = models.PositiveIntegerField(
+        default=0,
+        help_text="Payout lines derived from a report that lists a payout only through the "
+        "lines it settles (Stripe's automatic_payout_id); their line number is 0.",
     )
     errors = models.JSONField(
         default=list, blank=True, help_text="[{line, column, message}] when rejected."
@@ -81,9 +95,75 @@ class SettlementImport(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # The same bytes are the same report only for the same provider read with the same
+            # layout; a refused import does not hold them (the file may be loaded again once
+            # the layout, the policy or our currencies are right).
+            models.UniqueConstraint(
+                fields=["provider_code", "layout", "checksum"],
+                condition=~Q(status="rejected"),
+                name="one_live_import_per_file",
+            )
+        ]
 
     def __str__(self):
         return f"{self.file_name} ({self.provider_code})"
+
+
+class ReportFormat(models.Model):
+    """How one provider's reports of one layout are written, when not as the provider's
+    default export (comma-separated UTF-8 with a decimal point): Adyen lets a merchant pick
+    a semicolon delimiter and decimal commas; spreadsheets add thousands separators and
+    save in Windows-1252. A provider and layout without a row read the default."""
+
+    class Delimiter(models.TextChoices):
+        COMMA = ",", "Comma (,)"
+        SEMICOLON = ";", "Semicolon (;)"
+        TAB = "\t", "Tab"
+        PIPE = "|", "Pipe (|)"
+
+    class DecimalSeparator(models.TextChoices):
+        POINT = ".", "Point (1234.56)"
+        COMMA = ",", "Comma (1234,56)"
+
+    class ThousandsSeparator(models.TextChoices):
+        NONE = "", "None (1234.56)"
+        COMMA = ",", "Comma (1,234.56)"
+        POINT = ".", "Point (1.234,56)"
+        SPACE = " ", "Space (1 234,56; also no-break spaces)"
+        APOSTROPHE = "'", "Apostrophe (1'234.56)"
+
+    class Encoding(models.TextChoices):
+        UTF8 = "utf-8", "UTF-8"
+        WINDOWS_1252 = "windows-1252", "Windows-1252"
+        LATIN1 = "iso-8859-1", "ISO-8859-1 (Latin-1)"
+        LATIN9 = "iso-8859-15", "ISO-8859-15 (Latin-9)"
+
+    provider_code = models.CharField(max_length=64)
+    layout = models.CharField(max_length=32, choices=SettlementImport.Layout.choices)
+    delimiter = models.CharField(max_length=2, choices=Delimiter.choices, default=",")
+    decimal_separator = models.CharField(
+        max_length=1, choices=DecimalSeparator.choices, default="."
+    )
+    thousands_separator = models.CharField(
+        max_length=1, choices=ThousandsSeparator.choices, default="", blank=True
+    )
+    encoding = models.CharField(max_length=16, choices=Encoding.choices, default="utf-8")
+
+    class Meta:
+        ordering = ["provider_code", "layout"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider_code", "layout"], name="one_report_format_per_layout"
+            ),
+            models.CheckConstraint(
+                condition=~Q(decimal_separator=models.F("thousands_separator")),
+                name="report_format_separators_differ",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.provider_code} {self.layout}"
 
 
 class SettlementLine(models.Model):
@@ -266,6 +346,12 @@ class Break(fsm.FSMModelMixin, models.Model):
         PROVIDER_CORRECTED = "provider_corrected"
         ACCEPTED = "accepted"
         CLEARED = "cleared", "Cleared by a later run"
+        SUPERSEDED = "superseded", "Repeated an earlier break of the same identity"
+
+    # Resolutions that leave a break's identity free: a run cleared it (no one decided
+    # anything, no money moved), or it was a repeat of an earlier break (migration 0006).
+    # Every other break — active, or closed by a person — holds its identity for good.
+    IDENTITY_RELEASED = (Resolution.CLEARED, Resolution.SUPERSEDED)
 
     break_type = models.CharField(max_length=24, choices=BreakType.choices)
     # type + subject (a line, or one of our transactions): the identity across runs.
@@ -309,14 +395,21 @@ class Break(fsm.FSMModelMixin, models.Model):
     )
 
     class Meta:
-        ordering = ["-detected_at"]
+        # Total: every break of a run shares its detection time, and a page boundary inside
+        # equal sort keys would drop or repeat rows.
+        ordering = ["-detected_at", "-id"]
         permissions = [("approve_write_off", "Can approve write-offs above the threshold")]
         constraints = [
+            # One break per identity (type + subject) that is active or was closed by a person:
+            # a later run cannot open it again under a new id, so its money is never booked a
+            # second time. Matching upserts against this index.
             models.UniqueConstraint(
                 fields=["key"],
-                condition=Q(status__in=["open", "investigating", "awaiting_approval"]),
-                name="one_active_break_per_key",
-            )
+                condition=~Q(resolution__in=["cleared", "superseded"]),
+                name="one_break_per_identity",
+            ),
+            # A ledger entry settles at most one break.
+            models.UniqueConstraint(fields=["entry"], name="one_break_per_entry"),
         ]
         indexes = [models.Index(fields=["status", "provider_code"])]
 

@@ -62,7 +62,14 @@ def _require_reason(reason: str) -> str:
     return reason.strip()
 
 
-def _book_difference(brk: Break, *, counter_kind: str, counter_code: str, actor, key: str):
+def money_key(brk: Break) -> str:
+    """The idempotency key of the one entry a break identity may book (its type and subject,
+    not its id): whatever happened to the break rows, an identity moves money once. A second
+    attempt under another counter account is refused by the ledger as a conflict."""
+    return f"recon-break:{brk.key}"
+
+
+def _book_difference(brk: Break, *, counter_kind: str, counter_code: str, actor):
     if not brk.difference:
         raise NothingToBook(f"Break {brk.pk} has no difference to book.")
     amount = ledger.quantize_money(brk.difference, brk.currency)
@@ -75,10 +82,10 @@ def _book_difference(brk: Break, *, counter_kind: str, counter_code: str, actor,
     return ledger.post_entry(
         kind=JournalEntry.Kind.RECONCILIATION_ADJUSTMENT,
         legs=[(clearing, -amount), (counter, amount)],
-        idempotency_key=key,
-        request={"break": brk.pk, "amount": str(amount), "counter": counter_kind},
+        idempotency_key=money_key(brk),
+        request={"break": brk.key, "amount": str(amount), "counter": counter_kind},
         external_reference=brk.internal_reference,
-        metadata={"break": brk.pk, "break_type": brk.break_type},
+        metadata={"break": brk.pk, "break_key": brk.key, "break_type": brk.break_type},
         actor=actor,
     )
 
@@ -108,7 +115,6 @@ def resolve_break(*, brk: Break, actor, resolution: str, reason: str) -> Break:
                 counter_kind=Account.Kind.MANUAL_ADJUSTMENT,
                 counter_code=ADJUSTMENT_SYSTEM_CODE,
                 actor=actor,
-                key=f"recon-break-adjustment:{locked.pk}",
             )
         return _move(
             locked,
@@ -162,6 +168,5 @@ def _write_off(locked: Break, *, actor, reason: str) -> Break:
         counter_kind=Account.Kind.WRITE_OFF,
         counter_code="",
         actor=actor,
-        key=f"recon-break-write-off:{locked.pk}",
     )
     return _move(locked, "write_off", actor=actor, reason=reason, closer=actor, entry=entry)

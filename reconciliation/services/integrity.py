@@ -3,10 +3,15 @@ account against what the provider's reports say is in transit.
 
 In transit, by the ledger: minus the clearing balance (a deposit debits clearing, fees,
 payouts, refunds, chargebacks and player payouts credit it).
-In transit, by the provider: the net of every line it reported (payouts to our bank included,
-negative) plus what we booked that it has not reported yet but is still inside the grace
-period. Anything else (a break, a line not yet settled, a transaction the provider never
-reported) shows up as a difference; each run is stored and a difference raises an alert.
+In transit, by the provider: the net of every line it reported minus what it says it paid to
+our bank (its payout lines, or for a report that lists a payout only through the lines it
+settles, the payout derived per batch at loading), plus what we booked that it has not
+reported yet but is still inside the grace period. Anything else (a break, a line not yet
+settled, a transaction the provider never reported) shows up as a difference.
+
+Paid out, separately: what the provider says it paid to our bank against what the ledger
+booked to `operator_bank` from this provider. A payout the provider made that settlement has
+not booked shows on both lines. Each run is stored and a difference raises an alert.
 """
 
 from decimal import Decimal
@@ -51,9 +56,22 @@ def clearing_comparison() -> list[dict]:
                 [codes],
             )
             by_provider = {(code, ccy): total for code, ccy, total in cursor.fetchall()}
+            cursor.execute(
+                "SELECT provider_code, net_currency, -sum(net) "
+                f"FROM {SettlementLine._meta.db_table} WHERE provider_code = ANY(%s) "
+                "AND record_type = %s GROUP BY 1, 2",
+                [codes, SettlementLine.RecordType.MERCHANT_PAYOUT],
+            )
+            paid_by_provider = {(code, ccy): total for code, ccy, total in cursor.fetchall()}
             cursor.execute("DROP TABLE recon_policy")
+    banks = {
+        (account.system_code, account.currency_id): account
+        for account in Account.objects.filter(
+            kind=Account.Kind.OPERATOR_BANK, owner=None, system_code__in=codes
+        )
+    }
     pending = dict(
-        BalanceDelta.objects.filter(account__in=accounts)
+        BalanceDelta.objects.filter(account__in=[*accounts, *banks.values()])
         .values("account_id")
         .annotate(s=Sum("amount"))
         .values_list("account_id", "s")
@@ -71,6 +89,11 @@ def clearing_comparison() -> list[dict]:
             -(account.balance + (pending.get(account.pk) or 0)), currency
         )
         provider_in_transit = quantize_money(by_provider.get(key) or Decimal(0), currency)
+        bank = banks.get(key)
+        ledger_paid_out = quantize_money(
+            -(bank.balance + (pending.get(bank.pk) or 0)) if bank else Decimal(0), currency
+        )
+        provider_paid_out = quantize_money(paid_by_provider.get(key) or Decimal(0), currency)
         rows.append(
             {
                 "provider": account.system_code,
@@ -78,6 +101,9 @@ def clearing_comparison() -> list[dict]:
                 "ledger_in_transit": str(ledger_in_transit),
                 "provider_in_transit": str(provider_in_transit),
                 "difference": str(ledger_in_transit - provider_in_transit),
+                "ledger_paid_out": str(ledger_paid_out),
+                "provider_paid_out": str(provider_paid_out),
+                "paid_out_difference": str(ledger_paid_out - provider_paid_out),
                 "open_breaks": open_breaks.get(key, 0),
             }
         )
@@ -97,6 +123,13 @@ def run_integrity_check() -> IntegrityRun:
         f"{row['open_breaks']} open break(s))."
         for row in comparison
         if Decimal(row["difference"]) != 0
+    ]
+    messages += [
+        f"Payouts {row['provider']} {row['currency']}: the provider's reports say it paid "
+        f"{row['provider_paid_out']} to our bank, the ledger booked {row['ledger_paid_out']} "
+        f"to operator_bank (difference {row['paid_out_difference']})."
+        for row in comparison
+        if Decimal(row["paid_out_difference"]) != 0
     ]
     with transaction.atomic():
         IntegrityRun.objects.filter(pk=run.pk).update(

@@ -250,10 +250,16 @@ def our_transactions_sql() -> str:
         f"JOIN {provider} p ON p.id = d.provider_id "
         + scope.format(at="coalesce(r.completed_at, r.created_at)")
         + " UNION ALL "
+        # A chargeback happened when the provider booked it (`occurred_at`), not when we
+        # learnt of it. A held one (its deposit not credited yet) moved no money; a reversed
+        # one was given back: neither is in the ledger.
         "SELECT 'chargeback', c.id, p.code, c.provider_reference, d.reference, -c.amount, "
-        "d.currency_id, true, true, c.status, c.created_at "
+        f"d.currency_id, c.status <> '{Chargeback.Status.HELD}', "
+        f"c.status = '{Chargeback.Status.RECEIVED}', c.status, "
+        "coalesce(c.occurred_at, c.created_at) "
         f"FROM {chargeback} c JOIN {deposit} d ON d.id = c.deposit_id "
-        f"JOIN {provider} p ON p.id = d.provider_id " + scope.format(at="c.created_at")
+        f"JOIN {provider} p ON p.id = d.provider_id "
+        + scope.format(at="coalesce(c.occurred_at, c.created_at)")
     )
 
 
@@ -462,7 +468,7 @@ def _book_unseen_chargebacks() -> int:
     """A chargeback line with no chargeback of ours, whose payment we know: book it through
     payments (idempotent by the provider's reference) and pair the line with it."""
     rows = _fetch(
-        "SELECT l.id, t.id, l.provider_reference, -l.gross FROM recon_lines l "
+        "SELECT l.id, t.id, l.provider_reference, -l.gross, l.booked_at FROM recon_lines l "
         "JOIN recon_tx t ON t.kind = 'deposit' AND t.provider_code = l.provider_code "
         "AND t.provider_reference = l.payment_reference "
         f"WHERE l.record_type = '{RT.CHARGEBACK}' AND l.provider_reference <> '' "
@@ -472,20 +478,25 @@ def _book_unseen_chargebacks() -> int:
     if not rows:
         return 0
     deposits = Deposit.objects.select_related("provider", "player").in_bulk(
-        [deposit_id for _, deposit_id, _, _ in rows]
+        [deposit_id for _, deposit_id, _, _, _ in rows]
     )
-    for line_id, deposit_id, provider_reference, amount in rows:
+    for line_id, deposit_id, provider_reference, amount, booked_at in rows:
+        # Stamped with the line's booking time: classification compares that with the line,
+        # so a chargeback first seen in an old report is not a timing difference.
         chargeback = payments_services.record_chargeback(
             deposit=deposits[deposit_id],
             amount=amount,
             provider_reference=provider_reference,
             reason="reported in the provider's settlement report",
+            occurred_at=booked_at,
         )
         _exec(
             "INSERT INTO recon_tx (kind, id, provider_code, provider_reference, reference, "
             "amount, currency, is_completed, is_booked, status, happened_at, is_taken) "
             "SELECT 'chargeback', c.id, t.provider_code, c.provider_reference, t.reference, "
-            "-c.amount, t.currency, true, true, c.status, c.created_at, false "
+            f"-c.amount, t.currency, c.status <> '{Chargeback.Status.HELD}', "
+            f"c.status = '{Chargeback.Status.RECEIVED}', c.status, "
+            "coalesce(c.occurred_at, c.created_at), false "
             f"FROM {Chargeback._meta.db_table} c, recon_tx t "
             "WHERE c.id = %s AND t.kind = 'deposit' AND t.id = %s "
             "AND NOT EXISTS (SELECT 1 FROM recon_tx x WHERE x.kind = 'chargeback' AND x.id = c.id)",
@@ -520,12 +531,18 @@ _BREAK_COLUMNS = (
     "internal_id, internal_reference, our_amount, provider_amount, difference, detail, "
     "status, resolution, first_run_id, last_run_id, detected_at, last_seen_at) "
 )
-# A persisting break keeps its id: the same key updates the active break.
+# The predicate of the `one_break_per_identity` index, written as Django writes it so that
+# ON CONFLICT infers that index.
+_HOLDS_IDENTITY = "NOT (resolution IN ('cleared', 'superseded'))"
+# A persisting break keeps its id: the same key updates the active break. A break a person
+# closed keeps its identity too, and stays closed: the conflict with it does nothing, so a
+# resolved break is never re-opened under a new id and its money never booked twice.
 _BREAK_UPSERT = (
-    "ON CONFLICT (key) WHERE status IN ('open', 'investigating', 'awaiting_approval') "
+    f"ON CONFLICT (key) WHERE {_HOLDS_IDENTITY} "
     "DO UPDATE SET last_run_id = EXCLUDED.last_run_id, last_seen_at = EXCLUDED.last_seen_at, "
     "our_amount = EXCLUDED.our_amount, provider_amount = EXCLUDED.provider_amount, "
-    "difference = EXCLUDED.difference, detail = EXCLUDED.detail"
+    "difference = EXCLUDED.difference, detail = EXCLUDED.detail "
+    f"WHERE {BREAK}.status IN ('open', 'investigating', 'awaiting_approval')"
 )
 
 
@@ -534,6 +551,14 @@ def _record_outcomes(run: ReconciliationRun) -> dict:
     per (status, break type)."""
     now = timezone.now()
     params = {"run": run.pk, "now": now}
+    # A line whose break a person already closed is settled for good, even if the closing
+    # raced with this run (the run had already taken the line's outcome away).
+    _exec(
+        f"UPDATE recon_lines c SET status = '{LM.RESOLVED}' FROM {BREAK} b "
+        f"WHERE c.status = '{LM.BREAK}' AND b.key = c.break_type || ':line:' || c.id "
+        f"AND {_HOLDS_IDENTITY.replace('resolution', 'b.resolution')} "
+        "AND b.status IN ('resolved', 'written_off')"
+    )
     _exec(
         f"INSERT INTO {MATCH} (line_id, status, break_type, internal_kind, internal_id, run_id) "
         "SELECT id, status, break_type, internal_kind, tx_id, %(run)s FROM recon_lines",

@@ -81,17 +81,24 @@ def write_csv(
     crlf: bool = False,
     extra_columns: dict | None = None,
     order: list[str] | None = None,
+    delimiter: str = ",",
+    encoding: str = "utf-8",
+    trailer: list[list[str]] | None = None,
 ) -> bytes:
     """Rows as a CSV file. `extra_columns` adds columns we do not read (with a fixed value),
-    `order` reorders the columns the way a provider's report designer might."""
+    `order` reorders the columns the way a provider's report designer might; `delimiter`
+    and `encoding` are the export's settings; `trailer` lines (raw cells) follow the rows,
+    as the totals a spreadsheet or a report designer appends."""
     header = list(order or columns) + list(extra_columns or {})
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n" if crlf else "\n")
+    writer = csv.writer(buffer, lineterminator="\r\n" if crlf else "\n", delimiter=delimiter)
     writer.writerow(header)
     for row in rows:
         values = {**(extra_columns or {}), **row}
         writer.writerow([values.get(name, "") for name in header])
-    data = buffer.getvalue().encode()
+    for cells in trailer or []:
+        writer.writerow(cells)
+    data = buffer.getvalue().encode(encoding)
     return (b"\xef\xbb\xbf" + data) if bom else data
 
 

@@ -1,11 +1,15 @@
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from reconciliation.models import Break, ReconciliationRun, SettlementImport, SettlementLine
 from tests.reconciliation import factories as f
-from tests.reconciliation.reports import SANDBOX_COLUMNS, write_csv
+from tests.reconciliation.helpers import adyen_time, load, match
+from tests.reconciliation.reports import ADYEN_COLUMNS, SANDBOX_COLUMNS, adyen_row, write_csv
 from tests.reconciliation.test_matching import PROVIDER, import_rows, row, run_matching
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stub_providers")]
@@ -100,3 +104,38 @@ def test_the_daily_report_downloads_as_csv():
     header, line = response.content.decode().strip().splitlines()
     assert header.startswith("day,provider,currency,lines,matched,matched_gross")
     assert f",{PROVIDER},EUR,1,1,10.00," in line
+
+
+def test_paging_through_the_breaks_returns_every_break_once():
+    # One run finds 140 unknown payments in an Adyen report: 140 breaks with one detection
+    # time, listed 50 to a page.
+    f.ProviderFactory(code=PROVIDER)
+    booked = timezone.now() - timedelta(days=3)
+    content = write_csv(
+        ADYEN_COLUMNS,
+        [
+            adyen_row(
+                "Settled",
+                psp=f"88150000{n:08d}",
+                gross_credit=f"{n + 1}.00",
+                net_credit=f"{n + 1}.00",
+                created=adyen_time(booked),
+            )
+            for n in range(140)
+        ],
+    )
+    load(SettlementImport.Layout.ADYEN, PROVIDER, content)
+    match(PROVIDER)
+    assert Break.objects.values("detected_at").distinct().count() == 1
+    client = staff_client("view_break")
+
+    seen, url = [], "/api/v1/reconciliation/breaks"
+    while url:
+        page = client.get(url).json()
+        assert page["count"] == 140
+        seen += [row["id"] for row in page["results"]]
+        url = page["next"]
+
+    assert len(seen) == 140
+    assert sorted(seen, reverse=True) == seen
+    assert set(seen) == set(Break.objects.values_list("pk", flat=True))

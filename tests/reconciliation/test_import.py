@@ -4,7 +4,7 @@ import pytest
 
 from reconciliation import services
 from reconciliation.errors import MalformedReport
-from reconciliation.models import SettlementImport, SettlementLine
+from reconciliation.models import ProviderPolicy, ReportFormat, SettlementImport, SettlementLine
 from reconciliation.progress import Progress
 from reconciliation.services import importing
 from tests.reconciliation.reports import (
@@ -520,3 +520,224 @@ def test_reports_dropped_in_the_watched_folder_are_received_and_moved(tmp_path):
     assert not (folder / "day1.csv").exists()
     assert (stray / "unknown" / "x.csv").exists()
     assert queueing.scan_inbox(inbox=tmp_path / "inbox") == []
+
+
+# --- issue 15: an import is (provider, layout, bytes); merchant accounts are checked --------
+
+
+def test_a_file_refused_for_the_wrong_layout_loads_with_the_right_one():
+    content = write_csv(ADYEN_COLUMNS, ADYEN_ROWS[:2])
+    with pytest.raises(MalformedReport):
+        load(Layout.STRIPE, content, provider="adyen", name="picked-the-wrong-layout.csv")
+    refused = SettlementImport.objects.get()
+    assert refused.status == SettlementImport.Status.REJECTED
+
+    report = load(Layout.ADYEN, content, name="right-layout.csv")
+
+    assert report.pk != refused.pk
+    assert (report.status, report.lines_loaded) == (SettlementImport.Status.LOADED, 2)
+    # Received again, the loaded import answers; the refused one stays refused, as history.
+    again, created = services.receive_report(
+        layout=Layout.ADYEN, provider_code="adyen", file_name="again.csv", content=content
+    )
+    assert (again.pk, created) == (report.pk, False)
+    refused.refresh_from_db()
+    assert refused.status == SettlementImport.Status.REJECTED
+
+
+def test_a_file_refused_for_its_content_loads_once_the_cause_is_fixed():
+    ProviderPolicy.objects.create(provider_code="adyen", merchant_accounts=["CasinoUK"])
+    content = write_csv(ADYEN_COLUMNS, ADYEN_ROWS[:2])
+    with pytest.raises(MalformedReport) as refused:
+        load(Layout.ADYEN, content)
+    assert refused.value.details["errors"][0] == {
+        "line": 2,
+        "column": "Merchant Account",
+        "message": "merchant account 'CasinoEU' is not one of adyen's (CasinoUK)",
+    }
+    assert SettlementLine.objects.count() == 0
+
+    ProviderPolicy.objects.filter(provider_code="adyen").update(
+        merchant_accounts=["CasinoUK", "CasinoEU"]
+    )
+    report = load(Layout.ADYEN, content, name="same-bytes.csv")
+    assert (report.status, report.lines_loaded) == (SettlementImport.Status.LOADED, 2)
+    assert SettlementImport.objects.count() == 2
+
+
+def test_the_same_bytes_under_another_provider_are_another_import():
+    content = write_csv(ADYEN_COLUMNS, ADYEN_ROWS[:2])
+    first = load(Layout.ADYEN, content, provider="adyen")
+    second = load(Layout.ADYEN, content, provider="adyen-latam")
+    assert first.pk != second.pk
+    assert sorted(SettlementLine.objects.values_list("provider_code", flat=True)) == [
+        "adyen",
+        "adyen",
+        "adyen-latam",
+        "adyen-latam",
+    ]
+
+
+def test_a_report_naming_another_providers_merchant_account_is_refused():
+    ProviderPolicy.objects.create(provider_code="adyen", merchant_accounts=["CasinoEU"])
+    ProviderPolicy.objects.create(provider_code="adyen-latam", merchant_accounts=["CasinoBR"])
+    content = write_csv(ADYEN_COLUMNS, ADYEN_ROWS[:2])
+    load(Layout.ADYEN, content, provider="adyen")
+
+    with pytest.raises(MalformedReport) as refused:
+        load(Layout.ADYEN, content, provider="adyen-latam", name="uploaded-to-the-wrong-one.csv")
+
+    assert refused.value.details["errors"][:2] == [
+        {
+            "line": line,
+            "column": "Merchant Account",
+            "message": "merchant account 'CasinoEU' is provider adyen's, not adyen-latam's",
+        }
+        for line in (2, 3)
+    ]
+    assert not SettlementLine.objects.filter(provider_code="adyen-latam").exists()
+    # Without a list of its own, a provider still refuses another provider's account.
+    with pytest.raises(MalformedReport):
+        load(Layout.ADYEN, content, provider="adyen-apac")
+
+
+# --- issue 15: real-file variants, per provider and layout ---------------------------------
+
+
+@pytest.fixture
+def fast_path_only(monkeypatch):
+    """A good file must never pay for the slow, line-by-line diagnosis."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a good file went down the slow path")
+
+    monkeypatch.setattr(importing, "_refuse_with_every_error", refuse)
+
+
+def european_adyen_rows():
+    # Adyen's report settings: semicolon delimiter, decimal comma, point for thousands.
+    return [
+        adyen_row(
+            "Settled",
+            psp="8815000000000101",
+            merchant_reference="DEP-101",
+            gross_credit="1.234,56",
+            net_credit="1.231,26",
+            commission="3,30",
+        ),
+        adyen_row(
+            "Refunded",
+            psp="8815000000000101",
+            modification="8815000000000102",
+            gross_debit="20,00",
+            net_debit="20,00",
+        ),
+    ]
+
+
+def test_adyen_with_semicolons_and_decimal_commas_loads_on_the_fast_path(fast_path_only):
+    ReportFormat.objects.create(
+        provider_code="adyen",
+        layout=Layout.ADYEN,
+        delimiter=";",
+        decimal_separator=",",
+        thousands_separator=".",
+    )
+    content = write_csv(ADYEN_COLUMNS, european_adyen_rows(), delimiter=";")
+    report = load(Layout.ADYEN, content)
+    assert (report.status, report.lines_loaded) == (SettlementImport.Status.LOADED, 2)
+    assert sorted(SettlementLine.objects.values_list("gross", "fee", "net")) == [
+        (Decimal("-20.00"), Decimal("0"), Decimal("-20.00")),
+        (Decimal("1234.56"), Decimal("3.30"), Decimal("1231.26")),
+    ]
+
+
+def test_thousands_separators_are_read_when_the_format_has_them(fast_path_only):
+    ReportFormat.objects.create(
+        provider_code="stripe", layout=Layout.STRIPE, thousands_separator=","
+    )
+    rows = [
+        stripe_row(
+            "charge",
+            txn="txn_1",
+            source="ch_1",
+            payment_intent="pi_1",
+            gross="12,345.00",
+            fee="358.31",
+            net="11,986.69",
+        )
+    ]
+    load(Layout.STRIPE, write_csv(STRIPE_COLUMNS, rows), provider="stripe")
+    line = SettlementLine.objects.get(record_type=RT.PAYMENT)
+    assert (line.gross, line.fee, line.net) == (
+        Decimal("12345.00"),
+        Decimal("358.31"),
+        Decimal("11986.69"),
+    )
+
+
+def test_a_thousands_separator_out_of_place_is_refused_not_read_as_digits():
+    ReportFormat.objects.create(
+        provider_code="adyen",
+        layout=Layout.ADYEN,
+        delimiter=";",
+        decimal_separator=",",
+        thousands_separator=".",
+    )
+    rows = european_adyen_rows()
+    rows[0]["Gross Credit (GC)"] = "12.34,56"
+    with pytest.raises(MalformedReport) as refused:
+        load(Layout.ADYEN, write_csv(ADYEN_COLUMNS, rows, delimiter=";"))
+    assert refused.value.details["errors"] == [
+        {"line": 2, "column": "Gross Credit (GC)", "message": "'12.34,56' is not a decimal amount"}
+    ]
+    assert SettlementLine.objects.count() == 0
+
+
+def test_a_wrong_delimiter_is_named_with_the_one_the_file_seems_to_use():
+    content = write_csv(ADYEN_COLUMNS, ADYEN_ROWS[:2], delimiter=";")
+    with pytest.raises(MalformedReport) as refused:
+        load(Layout.ADYEN, content)
+    (error,) = refused.value.details["errors"]
+    assert error["line"] == 1
+    assert error["message"] == (
+        "the file seems delimited by semicolon (;), not by comma (,) as adyen's "
+        "adyen_settlement_details reports are configured: set the delimiter of its report "
+        "format to semicolon (;)"
+    )
+
+
+def test_trailing_totals_lines_are_recognised_per_layout_and_skipped(fast_path_only):
+    totals = ["Total", "", "", "", "", "", "", "", "", "EUR", "20.00", "100.00", "", "EUR"]
+    content = write_csv(ADYEN_COLUMNS, ADYEN_ROWS[:2], trailer=[[], totals, [""] * 3], crlf=True)
+    report = load(Layout.ADYEN, content)
+    assert (report.rows_total, report.lines_loaded, report.summary_lines_skipped) == (2, 2, 1)
+    assert SettlementLine.objects.count() == 2
+
+    stripe_totals = [["", "", "", "", "", "", "", "eur", "150.00", "4.95", "145.05", "total"]]
+    rows = [
+        stripe_row("charge", txn="txn_1", source="ch_1", payment_intent="pi_1", gross="100.00"),
+        stripe_row("charge", txn="txn_2", source="ch_2", payment_intent="pi_2", gross="50.00"),
+    ]
+    report = load(
+        Layout.STRIPE, write_csv(STRIPE_COLUMNS, rows, trailer=stripe_totals), provider="stripe"
+    )
+    assert (report.lines_loaded, report.summary_lines_skipped) == (2, 1)
+
+
+def test_a_line_without_a_type_before_the_last_record_is_still_refused():
+    rows = [dict(r) for r in ADYEN_ROWS[:3]]
+    rows[1]["Type"] = ""
+    with pytest.raises(MalformedReport) as refused:
+        load(Layout.ADYEN, write_csv(ADYEN_COLUMNS, rows))
+    assert (3, "Type") in [(e["line"], e["column"]) for e in refused.value.details["errors"]]
+    assert SettlementLine.objects.count() == 0
+
+
+def test_a_windows_1252_report_is_read_in_its_encoding(fast_path_only):
+    ReportFormat.objects.create(provider_code="adyen", layout=Layout.ADYEN, encoding="windows-1252")
+    row = adyen_row(
+        "Settled", psp="P1", merchant_reference="Dépôt-€1", gross_credit="1.00", net_credit="1.00"
+    )
+    load(Layout.ADYEN, write_csv(ADYEN_COLUMNS, [row], encoding="cp1252"))
+    assert SettlementLine.objects.get().merchant_reference == "Dépôt-€1"

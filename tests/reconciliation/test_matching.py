@@ -16,10 +16,20 @@ from reconciliation.models import (
     SettlementLine,
 )
 from tests.reconciliation import factories as f
-from tests.reconciliation.reports import SANDBOX_COLUMNS, sandbox_row, write_csv
+from tests.reconciliation.helpers import adyen_time, load, match, stripe_time
+from tests.reconciliation.reports import (
+    ADYEN_COLUMNS,
+    SANDBOX_COLUMNS,
+    STRIPE_COLUMNS,
+    adyen_row,
+    sandbox_row,
+    stripe_row,
+    write_csv,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stub_providers")]
 PROVIDER = "adyen"
+RT = SettlementLine.RecordType
 
 
 def at(hours: float) -> str:
@@ -306,3 +316,89 @@ def test_a_reference_two_of_our_deposits_share_pairs_the_line_with_one_of_them(p
     # The other one is ours alone, not reported yet (within the grace period).
     assert run.summary["pending_transactions"] == 1
     assert not Break.objects.exists()
+
+
+# --- issue 15: chargebacks first seen in a report are booked at the line's booking time -----
+
+
+def _chargeback_report(layout, deposits, disputed_at):
+    """A real-layout report settling each deposit on its completion day and, days later,
+    charging every one of them back."""
+    rows = []
+    if layout == SettlementImport.Layout.ADYEN:
+        for n, dep in enumerate(deposits):
+            rows.append(
+                adyen_row(
+                    "Settled",
+                    psp=dep.provider_reference,
+                    merchant_reference=dep.reference,
+                    gross_credit="40.00",
+                    net_credit="40.00",
+                    created=adyen_time(dep.completed_at),
+                )
+            )
+            rows.append(
+                adyen_row(
+                    "Chargeback",
+                    psp=dep.provider_reference,
+                    modification=f"CB-{n}",
+                    merchant_reference=dep.reference,
+                    gross_debit="40.00",
+                    net_debit="40.00",
+                    created=adyen_time(disputed_at + timedelta(minutes=n)),
+                )
+            )
+        return write_csv(ADYEN_COLUMNS, rows)
+    for n, dep in enumerate(deposits):
+        rows.append(
+            stripe_row(
+                "charge",
+                txn=f"txn_c{n}",
+                source=f"ch_{n}",
+                payment_intent=dep.provider_reference,
+                gross="40.00",
+                created=stripe_time(dep.completed_at),
+            )
+        )
+        rows.append(
+            stripe_row(
+                "dispute",
+                txn=f"txn_d{n}",
+                source=f"dp_{n}",
+                payment_intent=dep.provider_reference,
+                gross="-40.00",
+                fee="15.00",
+                net="-55.00",
+                created=stripe_time(disputed_at + timedelta(minutes=n)),
+            )
+        )
+    return write_csv(STRIPE_COLUMNS, rows)
+
+
+@pytest.mark.parametrize("layout", [SettlementImport.Layout.ADYEN, SettlementImport.Layout.STRIPE])
+def test_chargebacks_first_seen_in_an_old_report_match_at_their_booking_time(provider, layout):
+    now = timezone.now()
+    deposits = [f.deposit(provider, "40.00") for _ in range(3)]
+    # Completed a week ago; the provider booked the chargebacks three days ago, and we only
+    # hear of them now, from the report: far past the 24 h grace from the time we learn it.
+    Deposit.objects.filter(pk__in=[d.pk for d in deposits]).update(
+        completed_at=now - timedelta(days=7)
+    )
+    deposits = list(Deposit.objects.filter(pk__in=[d.pk for d in deposits]).order_by("pk"))
+    disputed_at = (now - timedelta(days=3)).replace(microsecond=0)
+    load(layout, PROVIDER, _chargeback_report(layout, deposits, disputed_at))
+
+    run = match(PROVIDER, as_of=now)
+
+    assert run.summary["chargebacks_booked"] == 3
+    chargebacks = Chargeback.objects.filter(deposit__in=deposits).order_by("deposit_id")
+    assert [(c.amount, c.occurred_at) for c in chargebacks] == [
+        (Decimal("40.00"), disputed_at + timedelta(minutes=n)) for n in range(3)
+    ]
+    outcomes = LineMatch.objects.filter(line__record_type=RT.CHARGEBACK)
+    assert sorted(outcomes.values_list("status", "break_type")) == [("matched", "")] * 3
+    assert not Break.objects.exists()
+    # Nothing changes on the next run.
+    match(PROVIDER, as_of=now + timedelta(hours=1))
+    assert not Break.objects.exists()
+    assert Chargeback.objects.count() == 3
