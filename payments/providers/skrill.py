@@ -385,7 +385,9 @@ class SkrillConnector(PaymentAdapter):
 
     # --- outgoing calls --------------------------------------------------------------------
 
-    def start_payment(self, *, deposit, notify_url: str, return_url: str) -> ProviderResult:
+    def start_payment(
+        self, *, deposit, notify_url: str, return_url: str, payment_method: dict | None = None
+    ) -> ProviderResult:
         player = deposit.player
         form = {
             "pay_to_email": self.merchant_email,

@@ -196,6 +196,13 @@ def _claim(event: WebhookEvent, item: ProviderEvent) -> bool:
 
 def _find(model, event: WebhookEvent, item: ProviderEvent, provider_filter: dict):
     queryset = model.objects.select_for_update().filter(**provider_filter)
+    if model is Refund and item.provider_reference:
+        # The provider's id wins; our reference (echoed in a field that may not be signed)
+        # only finds a refund the provider has not named yet.
+        found = queryset.filter(provider_reference=item.provider_reference).first()
+        if found is not None or not item.reference:
+            return found
+        return queryset.filter(reference=item.reference, provider_reference="").first()
     if item.reference:
         found = queryset.filter(reference=item.reference).first()
         if found is not None:
@@ -221,18 +228,21 @@ def _apply_once(event: WebhookEvent, item: ProviderEvent) -> bool:
             f"no {item.subject} {item.reference or item.provider_reference} at {provider.code}"
         )[:2000]
         return False
+    # Linked even when the event turns out to be a duplicate: the inbox shows what it was about.
+    if item.subject == WITHDRAWAL:
+        event.withdrawal = subject
+    elif item.subject == REFUND:
+        event.deposit_id = subject.deposit_id
+    else:
+        event.deposit = subject
     if not _claim(event, item):
         return False
     if item.subject == DEPOSIT:
-        event.deposit = subject
         return advance_deposit(subject, item.result, source="webhook", webhook=event)
     if item.subject == WITHDRAWAL:
-        event.withdrawal = subject
         return advance_withdrawal(subject, item.result, source="webhook", webhook=event)
     if item.subject == REFUND:
-        event.deposit_id = subject.deposit_id
         return advance_refund(subject, item.result, source="webhook", webhook=event)
-    event.deposit = subject
     return _apply_dispute(event, subject, item)
 
 

@@ -102,6 +102,14 @@ def apply_refund_result(
 def advance_refund(refund, result, *, source, webhook=None) -> bool:
     """Inside a transaction holding the refund's lock. Forward only, except that a refund
     reported failed after it succeeded was returned: the money goes back to the player."""
+    if (
+        result.provider_reference
+        and not refund.provider_reference
+        and refund.status == Refund.Status.PENDING
+    ):
+        # Known from now on: polling and later events find the refund by the provider's id.
+        refund.provider_reference = result.provider_reference
+        refund.save(update_fields=["provider_reference"])
     if refund.status == Refund.Status.SUCCEEDED and result.status == FAILED:
         return _return_refund(refund, source=source, webhook=webhook)
     if refund.status != Refund.Status.PENDING or result.status not in (SUCCEEDED, FAILED):
