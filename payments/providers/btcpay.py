@@ -343,7 +343,8 @@ class BTCPayConnector(PaymentAdapter):
         """A 4xx answer to a create call → a failed result with the decline code."""
         code = "invalid-request"
         if status == 422:
-            paths = [e.get("path", "") for e in body if isinstance(e, dict)] if body else []
+            errors = body if isinstance(body, list) else []
+            paths = {str(e.get("path", "")).lower() for e in errors if isinstance(e, dict)}
             code = "invalid-destination" if "destination" in paths else "invalid-request"
         elif isinstance(body, dict):
             code = str(body.get("code") or "generic-error")[:64]

@@ -170,9 +170,16 @@ def _depth_needed(payment: SandboxPayment) -> int:
     return table.get(payment.data.get("speed_policy", STORE_DEFAULT_POLICY), 1)
 
 
+def _not_yet_on_chain(payment: SandboxPayment) -> bool:
+    """A late payment is broadcast a moment after the invoice expired."""
+    return bool(payment.data.get("late")) and time.time() < payment.data.get("paid_at", 0)
+
+
 def _payments(payment: SandboxPayment, outcome: str) -> list[dict]:
     """The payments BTCPay would list for the invoice (accounted ones only)."""
     if payment.amount_paid is None or outcome not in (core.PAID, core.PROCESSING, core.CANCELLED):
+        return []
+    if _not_yet_on_chain(payment):
         return []
     confirmed = outcome != core.PROCESSING and payment.data.get(
         "confirmations", DEEP
@@ -216,7 +223,7 @@ def invoice_status(payment: SandboxPayment, outcome: str | None = None) -> tuple
         if data.get("marked") == "Settled":
             return "Settled", "Marked"
         if data.get("late"):
-            return "Expired", "PaidLate"
+            return "Expired", "None" if _not_yet_on_chain(payment) else "PaidLate"
         if paid is not None and paid < payment.amount:
             # The player sent less and the invoice ran out: BTCPay keeps it partly paid.
             return "Expired", "PaidPartial"
@@ -407,37 +414,31 @@ def _create_invoice(request, code: str, store_id: str) -> JsonResponse:
     reference = metadata.get("orderId") or f"no-order-{secrets.token_hex(8)}"
     now = timezone.now()
     minutes = checkout.get("expirationMinutes") or STORE_DEFAULT_EXPIRATION_MINUTES
-    with transaction.atomic():
-        payment = core.start(
-            code=code,
-            kind=Kind.PAYMENT,
-            prefix="inv",
-            reference=reference,
-            amount=amount,
-            currency=currency,
-            # The store's webhook, configured in BTCPay to point at our endpoint.
-            notify_url=webhook_url(provider),
-            return_url=checkout.get("redirectURL") or "",
-            data={
-                "store_id": store_id,
-                "metadata": metadata,
-                "speed_policy": checkout.get("speedPolicy") or STORE_DEFAULT_POLICY,
-                "payment_method": method,
-                "payment_tolerance": checkout.get("paymentTolerance") or 0.0,
-                "redirect_automatically": bool(checkout.get("redirectAutomatically")),
-                "monitoring_minutes": checkout.get("monitoringMinutes")
-                or STORE_DEFAULT_MONITORING_MINUTES,
-                "created_time": _ts(now),
-                "expiration_time": _ts(now + timedelta(minutes=minutes)),
-                "destination": _address(currency, f"{store_id}:{reference}"),
-            },
-            hosted=True,
-        )
-        if payment.sandbox_id.startswith("inv_"):
-            # BTCPay's invoice ids are 16 random bytes in Base58; renamed before commit, so
-            # every webhook (sent after commit) names the final id.
-            payment.sandbox_id = base58(secrets.token_bytes(16))
-            payment.save(update_fields=["sandbox_id"])
+    payment = core.start(
+        code=code,
+        kind=Kind.PAYMENT,
+        prefix="inv",
+        reference=reference,
+        amount=amount,
+        currency=currency,
+        # The store's webhook, configured in BTCPay to point at our endpoint.
+        notify_url=webhook_url(provider),
+        return_url=checkout.get("redirectURL") or "",
+        data={
+            "store_id": store_id,
+            "metadata": metadata,
+            "speed_policy": checkout.get("speedPolicy") or STORE_DEFAULT_POLICY,
+            "payment_method": method,
+            "payment_tolerance": checkout.get("paymentTolerance") or 0.0,
+            "redirect_automatically": bool(checkout.get("redirectAutomatically")),
+            "monitoring_minutes": checkout.get("monitoringMinutes")
+            or STORE_DEFAULT_MONITORING_MINUTES,
+            "created_time": _ts(now),
+            "expiration_time": _ts(now + timedelta(minutes=minutes)),
+            "destination": _address(currency, f"{store_id}:{reference}"),
+        },
+        hosted=True,
+    )
     base = core.base_url(request, PROTOCOL, code)
     return JsonResponse(render_invoice(payment, base, core.answer_outcome(payment)))
 
@@ -557,11 +558,11 @@ def checkout_page(request, code, invoice_id):
             core.settle(payment, core.EXPIRED)
             payment.status = core.PAID
             payment.amount_paid = exact
-            payment.data = {**payment.data, "late": True, "paid_at": paid_at}
+            payment.data = {**payment.data, "late": True, "paid_at": paid_at + 1}
             payment.save()
             pk = payment.pk
             transaction.on_commit(
-                lambda: send_webhook.apply_async((pk, core.PAID, True), countdown=1)
+                lambda: send_webhook.apply_async((pk, core.PAID, True), countdown=1.5)
             )
         elif action == "expire":
             core.settle(payment, core.EXPIRED)
@@ -659,27 +660,23 @@ def _create_payout(request, code: str, store_id: str) -> JsonResponse:
 
     provider = core.provider(code)
     reference = metadata.get("orderId") if isinstance(metadata.get("orderId"), str) else ""
-    with transaction.atomic():
-        payout = core.start(
-            code=code,
-            kind=Kind.PAYOUT,
-            prefix="pyt",
-            reference=reference or f"no-order-{secrets.token_hex(8)}",
-            amount=amount,
-            currency=currency,
-            notify_url=webhook_url(provider),
-            data={
-                "store_id": store_id,
-                "metadata": metadata,
-                "destination": destination.strip(),
-                "payout_method": method,
-                "approved": body.get("approved") is True,
-                "created_time": int(time.time()),
-            },
-        )
-        if payout.sandbox_id.startswith("pyt_"):
-            payout.sandbox_id = base58(secrets.token_bytes(20))
-            payout.save(update_fields=["sandbox_id"])
+    payout = core.start(
+        code=code,
+        kind=Kind.PAYOUT,
+        prefix="pyt",
+        reference=reference or f"no-order-{secrets.token_hex(8)}",
+        amount=amount,
+        currency=currency,
+        notify_url=webhook_url(provider),
+        data={
+            "store_id": store_id,
+            "metadata": metadata,
+            "destination": destination.strip(),
+            "payout_method": method,
+            "approved": body.get("approved") is True,
+            "created_time": int(time.time()),
+        },
+    )
     # A new payout waits for BTCPay's payout processor; only the instant scenario is paid by
     # the time the answer leaves.
     shown = payout.status if payout.scenario == core.INSTANT else core.PENDING
