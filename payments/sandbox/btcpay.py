@@ -188,7 +188,7 @@ def _payments(payment: SandboxPayment, outcome: str) -> list[dict]:
     return [
         {
             "id": f"{txid}-0",
-            "receivedDate": payment.data.get("paid_at", _ts(payment.created_at)),
+            "receivedDate": int(payment.data.get("paid_at", _ts(payment.created_at))),
             "value": _money(payment.amount_paid, payment.currency),
             "fee": _money(Decimal(0), payment.currency),
             "status": "Settled" if confirmed else "Processing",
@@ -558,11 +558,11 @@ def checkout_page(request, code, invoice_id):
             core.settle(payment, core.EXPIRED)
             payment.status = core.PAID
             payment.amount_paid = exact
-            payment.data = {**payment.data, "late": True, "paid_at": paid_at + 1}
+            payment.data = {**payment.data, "late": True, "paid_at": time.time() + 1.0}
             payment.save()
             pk = payment.pk
             transaction.on_commit(
-                lambda: send_webhook.apply_async((pk, core.PAID, True), countdown=1.5)
+                lambda: send_webhook.apply_async((pk, core.PAID, True), countdown=2)
             )
         elif action == "expire":
             core.settle(payment, core.EXPIRED)
