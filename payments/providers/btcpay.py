@@ -366,6 +366,12 @@ class BTCPayConnector(PaymentAdapter):
         currency = deposit.currency_id
         policy = self.speed_policy_for(currency)
         if policy is None:
+            log.error(
+                "%s: no speed policy waits for %s %s confirmations; no invoice created",
+                self.provider.code,
+                self.confirmations_needed(currency),
+                currency,
+            )
             return ProviderResult(
                 status=FAILED, decline_code="confirmations-unattainable", decline_kind="hard"
             )
