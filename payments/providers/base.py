@@ -105,6 +105,9 @@ class ProviderResult:
     # currency than the deposit's is never credited (services hold it for review).
     currency: str = ""
     is_late: bool = False
+    # PENDING because the payer has paid and the provider waits for confirmations (crypto): the
+    # janitor never expires such a payment, the player paid in time.
+    is_awaiting_confirmation: bool = False
     decline_code: str = ""
     decline_kind: str = ""
     # Only deposits carry these, and only when the provider says who paid.

@@ -260,8 +260,11 @@ class BTCPayConnector(PaymentAdapter):
                 status=FAILED, decline_code="invoice-invalid", decline_kind="hard", **common
             )
         if status not in ("Settled", "Expired") or payment_methods is None:
-            # New (even partly paid: more may come), Processing, or a status we do not know.
-            return ProviderResult(status=PENDING, **common)
+            # New (even partly paid: more may come), Processing (paid in full, confirming), or
+            # a status we do not know.
+            return ProviderResult(
+                status=PENDING, is_awaiting_confirmation=status == "Processing", **common
+            )
 
         settled, in_flight, deep_enough = self._tally(
             payment_methods, invoice_currency, checkout.get("speedPolicy")
@@ -270,11 +273,11 @@ class BTCPayConnector(PaymentAdapter):
             # Marked settled by hand with nothing settled on chain: nothing to credit.
             if settled > 0 and deep_enough:
                 return ProviderResult(status=SUCCEEDED, amount_received=settled, **common)
-            return ProviderResult(status=PENDING, **common)
+            return ProviderResult(status=PENDING, is_awaiting_confirmation=settled > 0, **common)
         # Expired: the checkout is closed, so what settled is all that will come, unless a
         # payment is still confirming (wait for it: its InvoicePaymentSettled will come).
         if in_flight or (settled > 0 and not deep_enough):
-            return ProviderResult(status=PENDING, **common)
+            return ProviderResult(status=PENDING, is_awaiting_confirmation=True, **common)
         if settled > 0:
             return ProviderResult(
                 status=SUCCEEDED,
@@ -360,7 +363,7 @@ class BTCPayConnector(PaymentAdapter):
 
     # --- deposits -------------------------------------------------------------------------------
 
-    def start_payment(self, *, deposit, notify_url, return_url):
+    def start_payment(self, *, deposit, notify_url, return_url, payment_method=None):
         """Create the invoice. `notify_url` is not sent: Greenfield has no per-invoice
         notification URL, the store's webhook (pointed at our endpoint) delivers events."""
         currency = deposit.currency_id

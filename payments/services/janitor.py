@@ -57,6 +57,8 @@ def poll_stuck_payments(*, stuck_after: timedelta) -> dict[str, int]:
                 deposit_id=deposit.pk, result=result, source="janitor", reason="polled"
             )
         elif deposit.expires_at <= timezone.now():
+            if result is not None and result.is_awaiting_confirmation:
+                continue  # paid in time; the provider is waiting for confirmations
             outcome = _cancel_at_provider(adapter, deposit)
             if outcome == CANCELLED:
                 counts["deposits_cancelled_at_provider"] += 1
@@ -98,7 +100,7 @@ def poll_stuck_payments(*, stuck_after: timedelta) -> dict[str, int]:
 
 def _cancel_at_provider(adapter, deposit) -> str | None:
     """Cancel an expired deposit at its provider and apply the answer. Returns CANCELLED (now
-    expired, and cancelled at the provider), SUCCEEDED (paid after all: credited, not
+    expired, and cancelled at the provider), SUCCEEDED (paid after all: credited, or confirming; not
     expired) or None (nothing done: the caller expires it)."""
     if not adapter.supports_cancel:
         return None
@@ -108,6 +110,8 @@ def _cancel_at_provider(adapter, deposit) -> str | None:
         return None
     if result is None:
         return None
+    if result.is_awaiting_confirmation:
+        return SUCCEEDED  # paid meanwhile, confirming: neither cancelled nor expired
     if result.status == SUCCEEDED:
         # Paid while we were cancelling: the money is in, credit it.
         apply_deposit_result(
