@@ -100,8 +100,8 @@ def poll_stuck_payments(*, stuck_after: timedelta) -> dict[str, int]:
 
 def _cancel_at_provider(adapter, deposit) -> str | None:
     """Cancel an expired deposit at its provider and apply the answer. Returns CANCELLED (now
-    expired, and cancelled at the provider), SUCCEEDED (paid after all: credited, or confirming; not
-    expired) or None (nothing done: the caller expires it)."""
+    expired, and cancelled at the provider), SUCCEEDED (paid after all: credited, or still
+    confirming; not expired) or None (nothing done: the caller expires it)."""
     if not adapter.supports_cancel:
         return None
     try:
