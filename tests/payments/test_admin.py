@@ -13,7 +13,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def providers():
-    return {p.kind: p for p in services.ensure_sandbox_providers(base_url="http://127.0.0.1:9")}
+    return {
+        p.protocol: p for p in services.ensure_sandbox_providers(base_url="http://127.0.0.1:9")
+    }
 
 
 def superuser(name):
@@ -33,7 +35,7 @@ def in_review(providers, amount="6000.00"):
 
 def test_provider_secrets_are_never_rendered_in_the_admin(client, providers):
     client.force_login(superuser("admin"))
-    card = providers["card"]
+    card = providers["stripe"]
     page = client.get(f"/admin/payments/paymentprovider/{card.pk}/change/")
     assert page.status_code == 200
     assert card.api_key not in page.content.decode()
@@ -43,7 +45,7 @@ def test_provider_secrets_are_never_rendered_in_the_admin(client, providers):
 def test_saving_the_provider_form_with_blank_secrets_keeps_the_stored_ones(providers):
     from payments.admin import ProviderForm
 
-    card = providers["card"]
+    card = providers["stripe"]
     data = {
         "code": card.code,
         "name": "Renamed",

@@ -20,23 +20,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from payments import providers, services
-from payments.models import Chargeback, Deposit, PaymentMethod, PaymentProvider, Refund
+from payments import services
+from payments.models import Chargeback, Deposit, Refund
 from payments.providers.base import (
     DEPOSIT,
     DISPUTE,
     DISPUTE_CHARGEBACK,
     DISPUTE_REVERSED,
     FAILED,
-    PENDING,
     REFUND,
     SUCCEEDED,
-    DisputeInfo,
-    PaymentAdapter,
-    ProviderEvent,
-    ProviderResult,
 )
 from tests.payments.factories import StaffFactory, make_player
+from tests.payments.scripted import install_scripted_provider
 from wallets import services as ledger
 from wallets.models import Account, Posting
 from wallets.selectors import ledger_problems
@@ -44,67 +40,11 @@ from wallets.selectors import ledger_problems
 pytestmark = pytest.mark.django_db
 
 AMOUNT = Decimal("20.00")
-CODE = "scripted-psp"
-
-
-class ScriptedConnector(PaymentAdapter):
-    """Trusts the body (the test signs nothing) and reads events from it."""
-
-    protocol = "scripted"
-
-    def verify_webhook(self, *, body, headers):
-        return None
-
-    def start_payment(self, *, deposit, notify_url, return_url, payment_method=None):
-        return ProviderResult(status=PENDING, provider_reference=f"psp-{deposit.reference}")
-
-    def refund(self, *, refund, notify_url):
-        return ProviderResult(status=PENDING, provider_reference=f"psp-{refund.reference}")
-
-    def parse_webhook(self, *, body, headers):
-        raw = json.loads(body)
-        if raw["subject"] == DISPUTE:
-            return [
-                ProviderEvent(
-                    subject=DISPUTE,
-                    event_type=raw["type"],
-                    dedup_key=raw["key"],
-                    reference=raw["reference"],
-                    dispute=DisputeInfo(
-                        action=raw["action"],
-                        dispute_reference=raw["dispute"],
-                        amount=Decimal(raw["amount"]) if raw["amount"] else None,
-                    ),
-                )
-            ]
-        result = ProviderResult(
-            status=raw["status"], amount_received=Decimal(raw["amount"]) if raw["amount"] else None
-        )
-        return [
-            ProviderEvent(
-                subject=raw["subject"],
-                event_type=raw["type"],
-                dedup_key=raw["key"],
-                reference=raw["reference"],
-                result=result,
-            )
-        ]
 
 
 @pytest.fixture
 def scripted(monkeypatch):
-    monkeypatch.setitem(providers.CONNECTORS, "scripted", ScriptedConnector)
-    provider = PaymentProvider.objects.create(
-        code=CODE,
-        name="Scripted PSP",
-        kind="card",
-        protocol="scripted",
-        api_base_url="http://127.0.0.1:9/",
-    )
-    provider.currencies.set(["EUR"])
-    method = PaymentMethod.objects.create(code="scripted", name="Scripted", provider=provider)
-    method.currencies.set(["EUR"])
-    return provider
+    return install_scripted_provider(monkeypatch)
 
 
 # --- the reference model ---------------------------------------------------------------------

@@ -17,10 +17,7 @@ from payments.models import (
     Withdrawal,
     WithdrawalApproval,
 )
-from payments.providers.base import ProviderResult
-from payments.sandbox import core
-from payments.sandbox.dialects import Card, OpenBanking
-from payments.sandbox.models import SandboxPayment
+from payments.providers.base import PayerInstrument, ProviderResult
 from tests.payments.factories import (
     StaffFactory,
     cash,
@@ -30,6 +27,7 @@ from tests.payments.factories import (
     make_player,
     without_minimal_play_rule,
 )
+from tests.payments.scripted import install_scripted_provider, scripted_body
 from wallets import errors as wallet_errors
 from wallets import selectors
 from wallets import services as ledger
@@ -41,9 +39,13 @@ W = Withdrawal.Status
 
 
 @pytest.fixture
-def providers():
+def providers(monkeypatch):
+    """The sandbox providers by protocol (unreachable: these tests never call them), and the
+    scripted one whose webhooks carry our own events."""
     without_minimal_play_rule()
-    return {p.kind: p for p in services.ensure_sandbox_providers(base_url="http://127.0.0.1:9")}
+    made = {p.protocol: p for p in services.ensure_sandbox_providers(base_url="http://127.0.0.1:9")}
+    made["scripted"] = install_scripted_provider(monkeypatch)
+    return made
 
 
 def open_deposit(player, provider, amount="50.00", currency="EUR"):
@@ -66,17 +68,16 @@ def open_deposit(player, provider, amount="50.00", currency="EUR"):
     )
 
 
-def signed_card_webhook(provider, deposit, outcome):
-    obj = SandboxPayment(
-        sandbox_id="pay_1",
-        kind="payment",
-        merchant_reference=deposit.reference,
-        amount=deposit.amount,
-        currency=deposit.currency_id,
-        status=outcome,
+def scripted_webhook(deposit, status, *, key_suffix=""):
+    body = scripted_body(
+        subject="deposit",
+        type=f"payment.{status}",
+        key=f"{deposit.reference}:{status}{key_suffix}",
+        reference=deposit.reference,
+        status=status,
+        amount=str(deposit.amount) if status == "succeeded" else "",
     )
-    body, headers = Card.webhook(obj, outcome, provider.webhook_secret)
-    return body, headers
+    return body, {"Content-Type": "application/json"}
 
 
 def deliver(provider, body, headers):
@@ -89,11 +90,11 @@ def deliver(provider, body, headers):
 
 def test_succeeded_webhook_credits_the_deposit_once_and_a_duplicate_is_a_no_op(providers):
     player = make_player()
-    deposit = open_deposit(player, providers["card"])
-    body, headers = signed_card_webhook(providers["card"], deposit, core.PAID)
+    deposit = open_deposit(player, providers["scripted"])
+    body, headers = scripted_webhook(deposit, "succeeded")
 
-    first = deliver(providers["card"], body, headers)
-    second = deliver(providers["card"], body, headers)
+    first = deliver(providers["scripted"], body, headers)
+    second = deliver(providers["scripted"], body, headers)
 
     assert (first.outcome, second.outcome) == ("applied", "no_change")
     deposit.refresh_from_db()
@@ -105,14 +106,11 @@ def test_succeeded_webhook_credits_the_deposit_once_and_a_duplicate_is_a_no_op(p
 
 def test_a_late_pending_or_failed_event_never_moves_a_succeeded_deposit_back(providers):
     player = make_player()
-    deposit = open_deposit(player, providers["card"])
-    deliver(providers["card"], *signed_card_webhook(providers["card"], deposit, core.PAID))
-    late_pending = deliver(
-        providers["card"], *signed_card_webhook(providers["card"], deposit, core.PENDING)
-    )
-    late_failed = deliver(
-        providers["card"], *signed_card_webhook(providers["card"], deposit, core.DECLINED_HARD)
-    )
+    scripted = providers["scripted"]
+    deposit = open_deposit(player, scripted)
+    deliver(scripted, *scripted_webhook(deposit, "succeeded"))
+    late_pending = deliver(scripted, *scripted_webhook(deposit, "pending"))
+    late_failed = deliver(scripted, *scripted_webhook(deposit, "failed"))
     deposit.refresh_from_db()
     assert deposit.status == D.SUCCEEDED
     assert (late_pending.outcome, late_failed.outcome) == ("no_change", "no_change")
@@ -120,12 +118,28 @@ def test_a_late_pending_or_failed_event_never_moves_a_succeeded_deposit_back(pro
 
 
 def test_a_webhook_with_a_bad_signature_is_stored_and_never_processed(providers):
-    player = make_player()
-    deposit = open_deposit(player, providers["card"])
-    body, headers = signed_card_webhook(providers["card"], deposit, core.PAID)
-    headers["Card-Signature"] = headers["Card-Signature"].replace("v1=", "v1=0")
+    import stripe
 
-    event = services.receive_webhook(provider_code="sandbox-card", body=body, headers=headers)
+    card = providers["stripe"]
+    player = make_player()
+    deposit = open_deposit(player, card)
+    body = json.dumps(
+        {
+            "id": "evt_1",
+            "object": "event",
+            "type": "payment_intent.succeeded",
+            "data": {"object": {"id": "pi_1", "metadata": {"reference": deposit.reference}}},
+        }
+    ).encode()
+    # Signed the official SDK's way, with a secret that is not ours.
+    headers = {
+        "Content-Type": "application/json",
+        "Stripe-Signature": stripe.WebhookSignature.generate_signature_header(
+            body.decode(), "whsec_not_ours"
+        ),
+    }
+
+    event = services.receive_webhook(provider_code=card.code, body=body, headers=headers)
     processed = services.process_webhook(event_id=event.pk)
 
     assert processed.is_signature_valid is False
@@ -139,8 +153,8 @@ def test_a_webhook_with_a_bad_signature_is_stored_and_never_processed(providers)
 
 def test_every_deposit_transition_is_recorded_with_its_source(providers):
     player = make_player()
-    deposit = open_deposit(player, providers["card"])
-    event = deliver(providers["card"], *signed_card_webhook(providers["card"], deposit, core.PAID))
+    deposit = open_deposit(player, providers["scripted"])
+    event = deliver(providers["scripted"], *scripted_webhook(deposit, "succeeded"))
     rows = list(
         PaymentTransition.objects.filter(deposit=deposit).values_list(
             "from_status", "to_status", "source", "webhook"
@@ -155,7 +169,7 @@ def test_every_deposit_transition_is_recorded_with_its_source(providers):
 def test_underpaid_crypto_is_held_for_review_when_configured_then_accepted(providers, settings):
     settings.PAYMENTS_CRYPTO_UNDERPAID = "review"
     player = make_player()
-    deposit = open_deposit(player, providers["crypto"], amount="0.01000000", currency="BTC")
+    deposit = open_deposit(player, providers["btcpay"], amount="0.01000000", currency="BTC")
     services.apply_deposit_result(
         deposit_id=deposit.pk,
         result=ProviderResult(status="succeeded", amount_received=Decimal("0.00600000")),
@@ -385,7 +399,7 @@ def test_a_failed_payout_gives_the_money_back(providers):
 
 
 def succeeded_deposit(player, providers, amount="80.00"):
-    deposit = open_deposit(player, providers["card"], amount=amount)
+    deposit = open_deposit(player, providers["stripe"], amount=amount)
     return services.apply_deposit_result(
         deposit_id=deposit.pk, result=ProviderResult(status="succeeded"), source="webhook"
     )
@@ -427,40 +441,9 @@ def test_chargeback_bigger_than_the_cash_books_the_shortfall_to_write_off(provid
     assert selectors.ledger_problems() == []
 
 
-def test_ewallet_chargeback_status_records_a_chargeback_once(providers):
-    from urllib.parse import urlencode
-
-    from payments.sandbox.dialects import Ewallet
-
-    wallet = providers["ewallet"]
-    player = make_player()
-    deposit = open_deposit(player, wallet, amount="25.00")
-    services.apply_deposit_result(
-        deposit_id=deposit.pk, result=ProviderResult(status="succeeded"), source="webhook"
-    )
-    obj = SandboxPayment(
-        sandbox_id="sid_9",
-        kind="payment",
-        merchant_reference=deposit.reference,
-        amount=Decimal("25.00"),
-        currency="EUR",
-        status=core.PAID,
-    )
-    fields = {**Ewallet.fields(obj, core.PAID, wallet.merchant_id), "status": "-3"}
-    fields["sha256sig"] = Ewallet.sign(fields, wallet.webhook_secret)
-    body = urlencode(fields).encode()
-    first = deliver(wallet, body, {})
-    second = deliver(wallet, body, {})
-    assert (first.outcome, second.outcome) == ("applied", "no_change")
-    chargeback = Chargeback.objects.get()
-    assert (chargeback.deposit, chargeback.amount) == (deposit, Decimal("25.00"))
-    assert cash(player) == Decimal(0)
-    assert selectors.ledger_problems() == []
-
-
 def test_a_crypto_deposit_cannot_be_refunded_and_nothing_is_written(providers):
     player = make_player()
-    deposit = open_deposit(player, providers["crypto"], amount="0.01000000", currency="BTC")
+    deposit = open_deposit(player, providers["btcpay"], amount="0.01000000", currency="BTC")
     services.apply_deposit_result(
         deposit_id=deposit.pk, result=ProviderResult(status="succeeded"), source="webhook"
     )
@@ -476,29 +459,21 @@ def test_a_crypto_deposit_cannot_be_refunded_and_nothing_is_written(providers):
 MALTESE_IBAN = "MT84MALT011000012345MTLCAST001S"
 
 
-def signed_ob_webhook(provider, deposit, outcome, **data):
-    obj = SandboxPayment(
-        sandbox_id="obp_1",
-        kind="payment",
-        merchant_reference=deposit.reference,
-        amount=deposit.amount,
-        currency=deposit.currency_id,
-        status=outcome,
-        data=data,
+def paid_by(deposit, iban):
+    """What a bank's connector reports for a payment from `iban`."""
+    return services.apply_deposit_result(
+        deposit_id=deposit.pk,
+        result=ProviderResult(
+            status="succeeded", payer_instrument=PayerInstrument.of("iban", iban)
+        ),
+        source="webhook",
     )
-    return OpenBanking.webhook(obj, outcome, provider.webhook_secret)
 
 
 def test_a_deposit_entry_carries_the_payers_iban_fingerprint_not_the_iban(providers):
     player = make_player()
-    deposit = open_deposit(player, providers["open_banking"])
-    body, headers = signed_ob_webhook(
-        providers["open_banking"],
-        deposit,
-        core.PAID,
-        payer="MT84 MALT 0110 0001 2345 MTLC AST0 01S",
-    )
-    assert deliver(providers["open_banking"], body, headers).outcome == "applied"
+    deposit = open_deposit(player, providers["berlin_group"])
+    paid_by(deposit, "MT84 MALT 0110 0001 2345 MTLC AST0 01S")
 
     deposit.refresh_from_db()
     expected = instrument_fingerprint("iban", MALTESE_IBAN)
@@ -514,8 +489,8 @@ def test_a_deposit_entry_carries_the_payers_iban_fingerprint_not_the_iban(provid
 
 def test_a_deposit_without_a_named_payer_writes_no_instrument_keys(providers):
     player = make_player()
-    deposit = open_deposit(player, providers["card"])
-    deliver(providers["card"], *signed_card_webhook(providers["card"], deposit, core.PAID))
+    deposit = open_deposit(player, providers["scripted"])
+    deliver(providers["scripted"], *scripted_webhook(deposit, "succeeded"))
     entry = JournalEntry.objects.get(kind="deposit", external_reference=deposit.reference)
     assert entry.metadata == {"provider_reference": "pay_1"}
 
@@ -523,12 +498,9 @@ def test_a_deposit_without_a_named_payer_writes_no_instrument_keys(providers):
 def test_a_deposit_held_for_a_frozen_player_keeps_its_instrument_until_accepted(providers):
     player = make_player()
     officer = StaffFactory()
-    deposit = open_deposit(player, providers["open_banking"])
+    deposit = open_deposit(player, providers["berlin_group"])
     ledger.freeze_player(player=player, actor=officer, reason="investigation")
-    body, headers = signed_ob_webhook(
-        providers["open_banking"], deposit, core.PAID, customer=player.external_id
-    )
-    deliver(providers["open_banking"], body, headers)
+    paid_by(deposit, MALTESE_IBAN)
     deposit.refresh_from_db()
     assert deposit.is_held_for_review and deposit.payer_instrument_type == "iban"
     assert not JournalEntry.objects.filter(external_reference=deposit.reference).exists()
