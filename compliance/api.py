@@ -16,9 +16,9 @@ from rest_framework.views import APIView
 from wallets.api import ERRORS, player_in_scope
 from wallets.auth import PlayerPrincipal
 from wallets.models import Currency
-from wallets.services import quantize_money
+from wallets.money import quantize_money
 
-from . import services
+from . import selectors, services
 from .models import DepositLimit, DocumentRequest, KycDocument, SelfExclusion
 
 
@@ -86,7 +86,7 @@ class ResponsibleGamblingView(APIView):
         player = player_in_scope(request, external_id)
         now = timezone.now()
         limits = DepositLimit.objects.filter(player=player).order_by("currency_id", "period")
-        exclusion = services.active_self_exclusion(player, now)
+        exclusion = selectors.active_self_exclusion(player, now)
         return Response(
             {
                 "deposit_limits": [DepositLimitSerializer.shape(limit, now) for limit in limits],
@@ -157,7 +157,7 @@ class KycStatusView(APIView):
         requested = DocumentRequest.objects.filter(player=player, fulfilled_at__isnull=True)
         return Response(
             {
-                "level": services.kyc_level(player),
+                "level": selectors.kyc_level(player),
                 "verifications": VerificationSerializer(
                     player.verification_requests.order_by("-submitted_at"), many=True
                 ).data,

@@ -9,38 +9,26 @@ Three ways in, one engine:
   the rules' look-back.
 
 Rules run per player over an in-memory `rules.Activity`, loaded for a chunk of players with
-one query, so the batch reads the ledger once instead of once per rule.
+one query (`selectors.load_activity`), so the batch reads the ledger once instead of once
+per rule.
 """
 
 from collections import defaultdict
 from datetime import timedelta
-from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Max
-from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
 from wallets.models import Account, JournalEntry, Player, Posting
-from wallets.services import quantize_money
 
 from . import rules
 from .models import Alert, AmlRule, InstrumentUse, MonitoringCursor
+from .selectors import load_activity
 from .services import raise_alert, recompute_risk
 
 EntryKind = JournalEntry.Kind
 # Entries whose commit triggers monitoring of their player.
 MONITORED_KINDS = (EntryKind.DEPOSIT, EntryKind.WITHDRAWAL_HOLD, EntryKind.WITHDRAWAL_SETTLE)
-# Entries the rules read, and which leg carries the amount the player moved.
-ACTIVITY_LEG = {
-    EntryKind.DEPOSIT: Account.Kind.PLAYER_CASH,
-    EntryKind.WITHDRAWAL_HOLD: Account.Kind.PLAYER_CASH,
-    EntryKind.WITHDRAWAL_SETTLE: Account.Kind.PLAYER_HOLD,
-    EntryKind.WITHDRAWAL_RELEASE: Account.Kind.PLAYER_CASH,
-    EntryKind.BET: Account.Kind.PLAYER_CASH,
-    EntryKind.BET_REVERSAL: Account.Kind.PLAYER_CASH,
-    EntryKind.WIN: Account.Kind.PLAYER_CASH,
-}
 # A shared card seen in the last year still links the players.
 INSTRUMENT_LOOKBACK = timedelta(days=365)
 # The sweep leaves the newest entries to the per-entry tasks: an id is taken before its
@@ -53,74 +41,6 @@ def enabled_rules() -> list[tuple[AmlRule, dict]]:
         (rule, rules.clean_parameters(rule.kind, rule.parameters))
         for rule in AmlRule.objects.filter(is_enabled=True).exclude(kind__in=AmlRule.EVENT_KINDS)
     ]
-
-
-def load_activity(player_ids, *, now, span: timedelta) -> dict[int, rules.Activity]:
-    """Each player's movements since `now - span` (oldest first), one query for them all,
-    plus the time of their last movement before that (for dormancy)."""
-    since = now - span
-    players = dict(Player.objects.filter(pk__in=player_ids).values_list("pk", "country"))
-    created = dict(Player.objects.filter(pk__in=player_ids).values_list("pk", "created_at"))
-    rows = (
-        Posting.objects.filter(
-            account__owner_id__in=player_ids,
-            account__kind__in=[Account.Kind.PLAYER_CASH, Account.Kind.PLAYER_HOLD],
-            entry__kind__in=list(ACTIVITY_LEG),
-            entry__created_at__gte=since,
-            entry__created_at__lte=now,
-        )
-        .annotate(
-            instrument=KeyTextTransform("instrument_fingerprint", "entry__metadata"),
-            instrument_type=KeyTextTransform("instrument_type", "entry__metadata"),
-        )
-        .values_list(
-            "entry_id",
-            "entry__kind",
-            "entry__created_at",
-            "account__owner_id",
-            "account__kind",
-            "account__currency_id",
-            "amount",
-            "instrument",
-            "instrument_type",
-        )
-        .order_by("entry__created_at", "entry_id")
-    )
-    movements: dict[int, list[rules.Movement]] = defaultdict(list)
-    for entry_id, kind, at, owner, account_kind, currency, amount, fp, fp_type in rows:
-        if ACTIVITY_LEG[kind] != account_kind:
-            continue
-        movements[owner].append(
-            rules.Movement(
-                entry_id=entry_id,
-                kind=kind,
-                at=at,
-                currency=currency,
-                amount=quantize_money(abs(Decimal(amount)), currency),
-                instrument=fp or "",
-                instrument_type=fp_type or "",
-            )
-        )
-    before = dict(
-        Posting.objects.filter(
-            account__owner_id__in=player_ids,
-            account__kind=Account.Kind.PLAYER_CASH,
-            entry__created_at__lt=since,
-        )
-        .values("account__owner_id")
-        .annotate(last=Max("entry__created_at"))
-        .values_list("account__owner_id", "last")
-    )
-    return {
-        pid: rules.Activity(
-            player_id=pid,
-            country=country or "",
-            player_created_at=created[pid],
-            movements=movements.get(pid, []),
-            last_movement_before=before.get(pid),
-        )
-        for pid, country in players.items()
-    }
 
 
 def _index_instruments(activities: dict[int, rules.Activity]) -> None:

@@ -1,5 +1,7 @@
 """Compliance listens to wallets (which never imports compliance): bets ask first, ledger
-entries and player profile changes are monitored after they commit."""
+entries and player profile changes are monitored after they commit. It also listens to its
+own services where they need a task they may not import: a changed sanctions list sends
+every player to be screened again."""
 
 from django.db import transaction
 from django.db.models.signals import post_save
@@ -9,7 +11,9 @@ from wallets.models import JournalEntry, Player
 from wallets.signals import bet_requested
 
 from . import services, tasks
+from .models import SanctionsImport
 from .monitoring import MONITORED_KINDS
+from .signals import sanctions_list_imported
 
 
 @receiver(bet_requested, dispatch_uid="compliance.check_bet")
@@ -37,3 +41,10 @@ def screen_registered_player(sender, instance, update_fields=None, **kwargs):
     if instance.full_name:
         player_id = instance.pk
         transaction.on_commit(lambda: tasks.screen_player.delay(player_id))
+
+
+@receiver(sanctions_list_imported, sender=SanctionsImport, dispatch_uid="compliance.rescreen")
+def rescreen_after_list_change(sender, *, rescreen, **kwargs):
+    # On commit: the re-screen reads the new list, and a rolled-back import screens nobody.
+    if rescreen:
+        transaction.on_commit(tasks.rescreen_all_players.delay)

@@ -1,9 +1,12 @@
-"""Sanctions screening against the OFAC SDN list.
+"""Sanctions screening against the OFAC SDN list: reading OFAC's files and matching names.
 
-Import: `manage.py import_sanctions` reads OFAC's CSV files (sdn.csv, alt.csv, add.csv; no
-header, `-0-` for empty), keeps every name and alias, and parses dates of birth and
-countries out of the remarks and addresses. When the list changed, every player is
-screened again (a task, on commit).
+This module reads and matches; it writes nothing. Storing a list, screening a player and
+raising the alert are services (`compliance.services.screening`), which sit above it.
+
+Reading: OFAC's CSV files (sdn.csv, alt.csv, add.csv; no header, `-0-` for empty) give every
+name and alias, with dates of birth and countries parsed out of the remarks and addresses.
+The snapshot in the repository's `data/ofac/` is the default list (`OFAC_DATA_DIR`);
+`manage.py import_sanctions --dir` loads a newer one.
 
 Matching: names are normalized (accents folded, case, punctuation and honorifics dropped);
 rapidfuzz's token-sort ratio (order-blind: "HASAN, Ali" is "Ali Hasan") picks candidates
@@ -11,10 +14,9 @@ from the whole list in C, then `name_similarity` scores each name part against i
 counterpart, so one shared first name is not a match. Date of birth and country are
 qualifiers: a matching birth year raises the score, a birth year more than a year apart
 lowers it, a shared country raises it slightly.
-At or above `settings.COMPLIANCE_SCREENING_THRESHOLD` (0.70 by default) is a hit, which
-raises a sanctions alert; the alert blocks withdrawals until an officer clears or confirms
-it. Only individuals are screened: players are natural persons, and companies, vessels and
-aircraft would only add false positives.
+At or above `settings.COMPLIANCE_SCREENING_THRESHOLD` (0.70 by default) is a hit. Only
+individuals are screened: players are natural persons, and companies, vessels and aircraft
+would only add false positives.
 """
 
 import csv
@@ -28,15 +30,10 @@ from datetime import date
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
-from django.utils import timezone
 from rapidfuzz import fuzz, process
 
-from wallets.models import Player
-
 from .errors import SanctionsListUnavailable
-from .models import AmlRule, SanctionsEntity, SanctionsImport, SanctionsName
-from .services import audit, raise_event_alert
+from .models import SanctionsEntity, SanctionsImport, SanctionsName
 
 SOURCE = "ofac_sdn"
 EMPTY = "-0-"
@@ -142,25 +139,30 @@ def data_dir() -> Path:
     return Path(settings.OFAC_DATA_DIR)
 
 
-def import_sdn(
-    *, directory: Path | None = None, actor=None, force: bool = False, rescreen: bool = True
-):
-    """Replace the stored SDN list with the files in `directory`; return the import, or None
-    when the files are the ones already imported (unless `force`). A changed list sends
-    every player to be screened again once the import commits (unless `rescreen` is False,
-    e.g. to schedule the re-screen of a large player base for a quiet hour)."""
-    directory = Path(directory or data_dir())
-    paths = [directory / n for n in ("sdn.csv", "alt.csv", "add.csv")]
+FILES = ("sdn.csv", "alt.csv", "add.csv")
+
+
+def list_digest(directory: Path) -> str:
+    """SHA-256 over the three files: the same digest is the same list."""
     digest = hashlib.sha256()
-    for path in paths:
+    for path in (directory / name for name in FILES):
         if not path.exists():
             raise SanctionsListUnavailable(f"{path} is missing.", path=str(path))
         digest.update(path.read_bytes())
-    sha256 = digest.hexdigest()
-    latest = SanctionsImport.objects.filter(source=SOURCE).first()
-    if latest is not None and latest.sha256 == sha256 and not force:
-        return None
-    sdn, alt, add = (_read(p) for p in paths)
+    return digest.hexdigest()
+
+
+@dataclass
+class SdnList:
+    """One list read from OFAC's files: the entries (unsaved) and every name of each, as
+    (ent_num, name, kind) with the primary names first."""
+
+    entities: list[SanctionsEntity]
+    names: list[tuple[str, str, str]]
+
+
+def read_sdn(directory: Path) -> SdnList:
+    sdn, alt, add = (_read(directory / name) for name in FILES)
     addresses: dict[str, list[str]] = {}
     for row in add:
         if len(row) >= 5 and _field(row[4]):
@@ -188,40 +190,7 @@ def import_sdn(
         if len(row) >= 4 and _field(row[3]):
             kind = _field(row[2]).lower().strip(".")
             names.append((row[0].strip(), _field(row[3]), kind if kind in kinds else "aka"))
-    with transaction.atomic():
-        SanctionsName.objects.filter(entity__source=SOURCE).delete()
-        SanctionsEntity.objects.filter(source=SOURCE).delete()
-        SanctionsEntity.objects.bulk_create(entities, batch_size=2000)
-        ids = dict(SanctionsEntity.objects.filter(source=SOURCE).values_list("source_id", "pk"))
-        rows = [
-            SanctionsName(
-                entity_id=ids[ent], name=name[:400], normalized=normalize_name(name)[:400], kind=k
-            )
-            for ent, name, k in names
-            if ent in ids and normalize_name(name)
-        ]
-        SanctionsName.objects.bulk_create(rows, batch_size=5000)
-        record = SanctionsImport.objects.create(
-            source=SOURCE,
-            sha256=sha256,
-            entity_count=len(entities),
-            name_count=len(rows),
-            actor=actor,
-        )
-        audit(
-            action="sanctions_list_imported",
-            actor=actor,
-            subject=f"sanctions_import:{record.pk}",
-            entities=len(entities),
-            names=len(rows),
-            sha256=sha256,
-        )
-        transaction.on_commit(_Index.invalidate)
-        if rescreen:
-            from .tasks import rescreen_all_players
-
-            transaction.on_commit(rescreen_all_players.delay)
-    return record
+    return SdnList(entities=entities, names=names)
 
 
 # --- matching ------------------------------------------------------------------------------
@@ -254,6 +223,7 @@ class _Index:
 
     @classmethod
     def invalidate(cls) -> None:
+        """Make the next match ask which import is current (after a new list commits)."""
         cls._checked_at = float("-inf")
 
     @classmethod
@@ -368,42 +338,6 @@ def match_name(
     return sorted(best.values(), key=lambda m: -m.score)
 
 
-def screen_player(*, player: Player) -> list:
-    """Screen one player; raise a sanctions alert per listed person matched (once per
-    person and name: a cleared false positive is not raised again for the same name)."""
-    if not player.full_name:
-        return []
-    matches = match_name(
-        player.full_name, date_of_birth=player.date_of_birth, country=player.country
-    )
-    alerts = []
-    for match in matches:
-        alert = raise_event_alert(
-            kind=AmlRule.Kind.SANCTIONS_MATCH,
-            player=player,
-            dedup_key=f"{SOURCE}:{match.source_id}:{normalize_name(player.full_name)}",
-            details={
-                "list": SOURCE,
-                "listed_id": match.source_id,
-                "listed_name": match.listed_name,
-                "matched_name": match.matched_name,
-                "player_name": player.full_name,
-                "score": match.score,
-                "name_score": match.name_score,
-                "qualifiers": list(match.qualifiers),
-                "screened_at": timezone.now().isoformat(timespec="seconds"),
-            },
-        )
-        if alert is not None:
-            alerts.append(alert)
-    return alerts
-
-
-def rescreen_all_players(*, chunk_size: int = 1000) -> int:
-    """Screen every player that is not closed (after a list change); return how many."""
-    screened = 0
-    queryset = Player.objects.exclude(status=Player.Status.CLOSED).order_by("pk")
-    for player in queryset.iterator(chunk_size=chunk_size):
-        screen_player(player=player)
-        screened += 1
-    return screened
+def invalidate_index() -> None:
+    """Reload the list in this process on its next match (after a new list commits)."""
+    _Index.invalidate()

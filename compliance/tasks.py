@@ -4,7 +4,7 @@ from celery import shared_task
 
 from wallets.models import Player
 
-from . import monitoring, screening, services
+from . import monitoring, services
 
 
 @shared_task(acks_late=True)
@@ -30,9 +30,9 @@ def expire_kyc_documents() -> int:
 @shared_task(acks_late=True)
 def screen_player(player_id: int) -> int:
     player = Player.objects.filter(pk=player_id).first()
-    return len(screening.screen_player(player=player)) if player else 0
+    return len(services.screen_player(player=player)) if player else 0
 
 
 @shared_task(acks_late=True)
 def rescreen_all_players() -> int:
-    return screening.rescreen_all_players()
+    return services.rescreen_all_players()

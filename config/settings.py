@@ -156,7 +156,7 @@ LEDGER_SINGLE_STATEMENT_POSTING = env.bool("LEDGER_SINGLE_STATEMENT_POSTING", de
 
 # The OFAC SDN snapshot lives in shared/ beside the repository (CI clones elsewhere with
 # shared/ next to it), so the default is relative to the repo, never an absolute path.
-OFAC_DATA_DIR = env.path("OFAC_DATA_DIR", default=BASE_DIR.parent / "shared" / "data" / "ofac")
+OFAC_DATA_DIR = env.path("OFAC_DATA_DIR", default=BASE_DIR / "data" / "ofac")
 # Name-match score (0..1) at or above which a player is a screening hit (yente's default).
 COMPLIANCE_SCREENING_THRESHOLD = env.float("COMPLIANCE_SCREENING_THRESHOLD", default=0.70)
 COMPLIANCE_DEFAULT_MINIMUM_AGE = env.int("COMPLIANCE_DEFAULT_MINIMUM_AGE", default=18)

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from wallets.api import ERRORS
 from wallets.auth import PlayerPrincipal
-from wallets.services import quantize_money
+from wallets.money import quantize_money
 
 from . import selectors
 from .models import Break, ReconciliationRun, SettlementImport

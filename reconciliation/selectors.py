@@ -9,7 +9,7 @@ from decimal import Decimal
 from django.db import connection
 from django.utils import timezone
 
-from wallets.services import quantize_money
+from wallets.money import quantize_money
 
 from .models import Break, BreakType, IntegrityAlert, LineMatch, SettlementLine
 

@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from . import bonus_services, game_services, selectors, services
+from . import bonus_services, game_services, money, selectors, services
 from .admin_kit import ActionFormMixin, ReadOnlyAdmin, ReadOnlyInline
 from .errors import DomainError
 from .models import (
@@ -137,7 +137,7 @@ class AccountAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Balance")
     def true_balance(self, account):
-        return services.quantize_money(selectors.account_balance(account), account.currency_id)
+        return money.quantize_money(selectors.account_balance(account), account.currency_id)
 
     @admin.display(description="Not yet rolled up")
     def pending_roll_up(self, account):
@@ -320,8 +320,8 @@ class BonusAdmin(admin.ModelAdmin):
     @admin.display(description="Wagering")
     def progress(self, bonus):
         currency = bonus.currency_id
-        wagered = services.quantize_money(bonus.wagered, currency)
-        required = services.quantize_money(bonus.wagering_required, currency)
+        wagered = money.quantize_money(bonus.wagered, currency)
+        required = money.quantize_money(bonus.wagering_required, currency)
         share = 100 if not required else min(100, int(wagered * 100 / required))
         return format_html("{} / {} ({}%)", wagered, required, share)
 

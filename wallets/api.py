@@ -14,7 +14,7 @@ from rest_framework import generics, permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import selectors, services
+from . import money, selectors, services
 from .auth import PlayerPrincipal, issue_player_token
 from .models import JournalEntry, Player, Posting
 
@@ -132,7 +132,7 @@ class PlayerBalancesView(APIView):
             {
                 "currency": b.currency,
                 **{
-                    field: services.format_money(getattr(b, field), b.currency)
+                    field: money.format_money(getattr(b, field), b.currency)
                     for field in ("cash", "bonus", "held", "withdrawable")
                 },
             }
@@ -169,7 +169,7 @@ class StatementLineSerializer(serializers.Serializer):
     def _money(self, posting, value) -> str | None:
         if value is None:
             return None
-        return services.format_money(value, posting.account.currency_id)
+        return money.format_money(value, posting.account.currency_id)
 
     def get_amount(self, posting) -> str:
         return self._money(posting, posting.amount)

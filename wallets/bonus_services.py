@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from . import services
+from . import money, services
 from .errors import DomainError, IdempotencyConflict, PlayerBlocked
 from .models import Account, Bonus, JournalEntry, Player
 
@@ -162,13 +162,13 @@ def grant_bonus(
     the requirement a player sees never changes under them. Same key and same terms return
     the bonus already granted; same key and other terms raise IdempotencyConflict.
     """
-    amount = services.validate_amount(amount, currency)
+    amount = money.validate_amount(amount, currency)
     requested = _decimal(wagering_multiplier, "wagering_multiplier")
     if requested < 0 or requested > 1000 or requested != requested.quantize(Decimal("0.01")):
         raise InvalidBonus("The wagering multiplier must be between 0 and 1000, e.g. 35.")
     requested = requested.quantize(Decimal("0.01"))
     if max_bet is not None:
-        max_bet = services.validate_amount(max_bet, currency)
+        max_bet = money.validate_amount(max_bet, currency)
     if expires_at <= timezone.now():
         raise InvalidBonus("The expiry must be in the future.", field="expires_at")
     terms = {
@@ -201,7 +201,7 @@ def grant_bonus(
                 amount=amount,
                 wagering_multiplier=requested,
                 applied_multiplier=multiplier,
-                wagering_required=services.quantize_money(amount * multiplier, currency),
+                wagering_required=money.quantize_money(amount * multiplier, currency),
                 max_bet=max_bet,
                 expires_at=expires_at,
                 grant_key=idempotency_key,
@@ -234,10 +234,10 @@ def _replayed_grant(bonus: Bonus, terms: dict) -> Bonus:
     stored = {
         "player": bonus.player_id,
         "currency": bonus.currency_id,
-        "amount": str(services.quantize_money(bonus.amount, bonus.currency_id)),
+        "amount": str(money.quantize_money(bonus.amount, bonus.currency_id)),
         "multiplier": str(bonus.wagering_multiplier),
         "max_bet": (
-            str(services.quantize_money(bonus.max_bet, bonus.currency_id))
+            str(money.quantize_money(bonus.max_bet, bonus.currency_id))
             if bonus.max_bet is not None
             else None
         ),

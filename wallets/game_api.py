@@ -16,7 +16,7 @@ from rest_framework import authentication, permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import game_services, services
+from . import game_services, money
 from .api import ERRORS, ErrorSerializer, IsCasinoServer
 from .errors import DomainError
 from .game_services import GameOutcome
@@ -207,7 +207,7 @@ class GameSessionResponse(serializers.Serializer):
 
 
 def _money(value, currency: str) -> str:
-    return str(services.quantize_money(value, currency))
+    return str(money.quantize_money(value, currency))
 
 
 def _wallet_body(balance: game_services.WalletBalance) -> dict:

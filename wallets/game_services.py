@@ -34,7 +34,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import bonus_services, services
+from . import bonus_services, money, services
 from .bonus_services import LockedWallet, MaxBetExceeded
 from .errors import (
     BadPrecision,
@@ -174,7 +174,7 @@ def create_provider(
     """Register a game provider with a server-generated key id and secret. Returns the
     provider and the secret in clear: the only time it is ever shown."""
     for currency in currencies:
-        services.currency_exponent(currency)
+        money.currency_exponent(currency)
     provider = GameProvider(
         name=name, code=code, key_id=secrets.token_hex(12), is_enabled=is_enabled
     )
@@ -317,7 +317,7 @@ class WalletBalance:
 
 def _check_currency(provider: GameProvider, currency: str) -> None:
     try:
-        services.currency_exponent(currency)
+        money.currency_exponent(currency)
     except UnknownCurrency:
         raise CurrencyMismatch(f"Unknown currency {currency!r}.", currency=currency) from None
     if currency not in _currency_codes(provider):
@@ -340,8 +340,8 @@ MAX_AMOUNT = Decimal(10) ** 15
 def _amount(amount, currency: str, *, allow_zero: bool = False) -> Decimal:
     try:
         if allow_zero and Decimal(str(amount)) == 0:
-            return services.quantize_money(Decimal(0), currency)
-        value = services.validate_amount(amount, currency)
+            return money.quantize_money(Decimal(0), currency)
+        value = money.validate_amount(amount, currency)
     except InvalidOperation:
         raise GameBadRequest(f"{amount!r} is not an amount.") from None
     except (BadPrecision, NonPositiveAmount) as exc:
@@ -578,8 +578,8 @@ def wallet_balance(*, provider: GameProvider, player_id: str, currency: str) -> 
     return WalletBalance(
         player_id=player.external_id,
         currency=currency,
-        cash=services.quantize_money(amounts.get(Kind.PLAYER_CASH, zero), currency),
-        bonus=services.quantize_money(amounts.get(Kind.PLAYER_BONUS, zero), currency),
+        cash=money.quantize_money(amounts.get(Kind.PLAYER_CASH, zero), currency),
+        bonus=money.quantize_money(amounts.get(Kind.PLAYER_BONUS, zero), currency),
     )
 
 
@@ -645,7 +645,7 @@ def place_bet(
                 )
             bonus = bonus_services.active_bonus_for_play(wallet=wallet, currency=currency)
             if bonus is not None and bonus.max_bet is not None and amount > bonus.max_bet:
-                max_bet = services.quantize_money(bonus.max_bet, currency)
+                max_bet = money.quantize_money(bonus.max_bet, currency)
                 raise MaxBetExceeded(
                     f"The active bonus allows bets up to {max_bet} {currency}.",
                     max_bet=str(max_bet),
@@ -659,7 +659,7 @@ def place_bet(
             )
             spendable_bonus = wallet.bonus.balance if bonus is not None else Decimal(0)
             if wallet.cash.balance + spendable_bonus < amount:
-                playable = services.quantize_money(wallet.cash.balance + spendable_bonus, currency)
+                playable = money.quantize_money(wallet.cash.balance + spendable_bonus, currency)
                 raise InsufficientFunds(
                     f"Cash and bonus hold {playable} {currency}; {amount} needed.",
                     required=str(amount),
@@ -832,7 +832,7 @@ def _win_legs(*, amount: Decimal, standing: list[GameTransaction], wallet, curre
     for bet in standing:
         if bet.bonus_amount:
             bonus_stakes[bet.bonus_id] += bet.bonus_amount
-    minor = services.minor_unit(currency)
+    minor = money.minor_unit(currency)
     bonuses = bonus_services.lock_bonuses(bonus_stakes)
     shares = {
         bonus_id: (amount * stake / total_stake).quantize(minor, ROUND_DOWN)

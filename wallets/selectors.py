@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.db.models import Q, QuerySet, Sum
 
 from .models import Account, BalanceDelta, JournalEntry, Player, Posting
-from .services import quantize_money
+from .money import quantize_money
 
 Kind = Account.Kind
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from wallets import services as ledger
 from wallets.models import Account, JournalEntry
+from wallets.money import quantize_money
 
 from ..errors import BreakTransitionRefused, FourEyesRequired, NothingToBook
 from ..models import Break, BreakTransition, LineMatch
@@ -72,7 +73,7 @@ def money_key(brk: Break) -> str:
 def _book_difference(brk: Break, *, counter_kind: str, counter_code: str, actor):
     if not brk.difference:
         raise NothingToBook(f"Break {brk.pk} has no difference to book.")
-    amount = ledger.quantize_money(brk.difference, brk.currency)
+    amount = quantize_money(brk.difference, brk.currency)
     clearing = ledger.system_account(
         kind=Account.Kind.PROVIDER_CLEARING, currency=brk.currency, system_code=brk.provider_code
     )

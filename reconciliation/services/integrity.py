@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from wallets import selectors as ledger_selectors
 from wallets.models import Account, BalanceDelta
-from wallets.services import quantize_money
+from wallets.money import quantize_money
 
 from ..models import Break, IntegrityAlert, IntegrityRun, LineMatch, SettlementLine
 from .matching import create_policy_table, our_transactions_sql

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from wallets import services as ledger
 from wallets.models import Account, JournalEntry
+from wallets.money import quantize_money
 
 from ..models import LineMatch, ReconciliationRun, SettlementLine, SettlementPosting
 from ..progress import Progress
@@ -75,7 +76,7 @@ def book_fees(*, provider_code: str, currency: str, batch: str, line_ids: list[i
     fees = ledger.system_account(
         kind=Account.Kind.FEES, currency=currency, system_code=provider_code
     )
-    amount = ledger.quantize_money(total, currency)
+    amount = quantize_money(total, currency)
     # The same set of lines always makes the same key: a replay returns the first entry.
     digest = hashlib.sha256(",".join(map(str, line_ids)).encode()).hexdigest()[:32]
     entry = ledger.post_entry(
@@ -94,7 +95,7 @@ def book_payout(*, line: SettlementLine) -> JournalEntry:
     """The provider paid `-line.net` to our bank: clearing +amount, operator bank -amount.
     A negative payout (we topped the provider up) books the other way round."""
     currency = line.net_currency
-    amount = ledger.quantize_money(-line.net, currency)
+    amount = quantize_money(-line.net, currency)
     clearing = ledger.system_account(
         kind=Account.Kind.PROVIDER_CLEARING, currency=currency, system_code=line.provider_code
     )

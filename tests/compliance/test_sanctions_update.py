@@ -2,9 +2,9 @@
 
 import pytest
 
-from compliance import screening
+from compliance import screening, services
 from compliance.errors import SanctionsListUnavailable
-from compliance.models import Alert
+from compliance.models import Alert, SanctionsEntity, SanctionsImport
 from config.celery import app as celery_app
 from tests.compliance.factories import make_player
 
@@ -43,28 +43,44 @@ def test_a_changed_list_rescreens_every_player(
     listed_later = make_player(first_name="Jadwiga", last_name="Kowalczyk")
     directory = write_list(tmp_path / "ofac", SDN)
     with django_capture_on_commit_callbacks(execute=True):
-        first = screening.import_sdn(directory=directory)
+        first = services.import_sdn(directory=directory)
     assert (first.entity_count, first.name_count) == (2, 3)
-    entity = screening.SanctionsEntity.objects.get(source_id="101")
+    entity = SanctionsEntity.objects.get(source_id="101")
     assert (entity.dates_of_birth, entity.countries) == (["1961-03-03"], ["RU"])
     assert not Alert.objects.filter(player=listed_later).exists()
 
     write_list(directory, SDN + NEW_ENTRY)
     with django_capture_on_commit_callbacks(execute=True):
-        second = screening.import_sdn(directory=directory)
+        second = services.import_sdn(directory=directory)
     assert second.entity_count == 3
     alert = Alert.objects.get(player=listed_later, rule__kind="sanctions_match")
     assert alert.details["listed_id"] == "103"
 
 
+def test_an_import_told_not_to_rescreen_screens_nobody(
+    tmp_path, eager_tasks, django_capture_on_commit_callbacks
+):
+    listed = make_player(first_name="Ivan", last_name="Petrov")
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        services.import_sdn(directory=write_list(tmp_path / "ofac", SDN), rescreen=False)
+    assert callbacks == [screening.invalidate_index]
+    assert not Alert.objects.filter(player=listed).exists()
+    # The same list, imported again with a re-screen, finds him.
+    with django_capture_on_commit_callbacks(execute=True):
+        services.import_sdn(directory=tmp_path / "ofac", force=True)
+    assert Alert.objects.get(player=listed, rule__kind="sanctions_match").details["listed_id"] == (
+        "101"
+    )
+
+
 def test_alias_from_alt_csv_matches(tmp_path, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        screening.import_sdn(directory=write_list(tmp_path / "ofac", SDN), rescreen=False)
+        services.import_sdn(directory=write_list(tmp_path / "ofac", SDN), rescreen=False)
     [match] = screening.match_name("John Petroff")
     assert (match.source_id, match.matched_name) == ("101", "PETROFF, John")
 
 
 def test_missing_files_are_a_clear_error_and_nothing_is_imported(tmp_path):
     with pytest.raises(SanctionsListUnavailable):
-        screening.import_sdn(directory=tmp_path)
-    assert not screening.SanctionsImport.objects.exists()
+        services.import_sdn(directory=tmp_path)
+    assert not SanctionsImport.objects.exists()

@@ -1,3 +1,5 @@
+import shutil
+import subprocess
 from datetime import date
 from decimal import Decimal
 
@@ -15,7 +17,7 @@ pytestmark = pytest.mark.django_db
 def sdn_list(django_db_setup, django_db_blocker):
     """The real OFAC snapshot, imported once for the module (read-only in these tests)."""
     with django_db_blocker.unblock():
-        record = screening.import_sdn(force=True)
+        record = services.import_sdn(force=True)
     yield record
     with django_db_blocker.unblock():
         SanctionsName.objects.all().delete()
@@ -28,9 +30,24 @@ def listed_ids(name, **qualifiers) -> list[str]:
     return [m.source_id for m in screening.match_name(name, **qualifiers)]
 
 
-def test_default_list_location_is_beside_the_repository():
-    assert str(settings.OFAC_DATA_DIR) == str(settings.BASE_DIR.parent / "shared" / "data" / "ofac")
-    assert (screening.data_dir() / "sdn.csv").exists()
+def test_the_default_list_is_the_snapshot_inside_the_repository():
+    assert screening.data_dir() == settings.BASE_DIR / "data" / "ofac"
+    # The snapshot travels with a clone: its files are tracked by git, with their README.
+    git = shutil.which("git")
+    assert git, "git is needed to check what a clone carries"
+    tracked = subprocess.run(  # noqa: S603 (git, found on PATH, with fixed arguments)
+        [git, "ls-files", "data/ofac"],
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert sorted(tracked) == [
+        "data/ofac/README.md",
+        "data/ofac/add.csv",
+        "data/ofac/alt.csv",
+        "data/ofac/sdn.csv",
+    ]
 
 
 def test_import_keeps_every_entry_and_alias(sdn_list):
@@ -46,7 +63,7 @@ def test_import_keeps_every_entry_and_alias(sdn_list):
 
 
 def test_an_unchanged_list_is_not_imported_again(sdn_list):
-    assert screening.import_sdn() is None
+    assert services.import_sdn() is None
     assert SanctionsImport.objects.count() == 1
 
 
@@ -121,7 +138,7 @@ def assess_withdrawal(player):
 
 def test_a_hit_blocks_withdrawals_until_an_officer_clears_it(sdn_list):
     player = make_player(first_name="Manuel", last_name="Noriega")
-    [alert] = screening.screen_player(player=player)
+    [alert] = services.screen_player(player=player)
     assert alert.rule.kind == "sanctions_match"
     assert alert.details["listed_id"] == "1572"
     # The pending hit also makes the player high risk (enhanced due diligence).
@@ -129,12 +146,12 @@ def test_a_hit_blocks_withdrawals_until_an_officer_clears_it(sdn_list):
     services.resolve_alert(alert=alert, actor=officer(), confirm=False, note="Different DOB, ID")
     assert assess_withdrawal(player).is_allowed
     # Screening again (a list update) does not raise the cleared match again.
-    assert screening.screen_player(player=player) == []
+    assert services.screen_player(player=player) == []
 
 
 def test_a_confirmed_hit_freezes_the_player_and_keeps_withdrawals_blocked(sdn_list):
     player = make_player(first_name="Tom", last_name="Michielsen")
-    [alert] = screening.screen_player(player=player)
+    [alert] = services.screen_player(player=player)
     services.resolve_alert(alert=alert, actor=officer(), confirm=True, note="Passport matches")
     player.refresh_from_db()
     assert player.status == "frozen"
@@ -149,7 +166,7 @@ def test_a_confirmed_hit_freezes_the_player_and_keeps_withdrawals_blocked(sdn_li
 def test_rescreening_everyone_finds_the_listed_and_skips_the_rest(sdn_list):
     make_player(first_name="Abu", last_name="Abbas")
     make_player(first_name="Laura", last_name="Rossi")
-    assert screening.rescreen_all_players() == 2
+    assert services.rescreen_all_players() == 2
     assert Alert.objects.filter(rule__kind="sanctions_match").count() == 1
 
 

@@ -226,7 +226,7 @@ class Command(BaseCommand):
 
     def _bench_screening(self, names: int):
         with transaction.atomic():
-            record = screening.import_sdn(force=True, rescreen=False)
+            record = services.import_sdn(force=True, rescreen=False)
         rng = random.Random(11)
         queries = [f"{rng.choice(FIRST)} {rng.choice(LAST)}" for _ in range(names)]
         screening.match_name("warm up the index")

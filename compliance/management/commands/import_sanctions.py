@@ -3,7 +3,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from compliance.errors import SanctionsListUnavailable
-from compliance.screening import data_dir, import_sdn
+from compliance.screening import data_dir
+from compliance.services import import_sdn
 
 
 class Command(BaseCommand):
