@@ -154,8 +154,8 @@ LEDGER_SINGLE_STATEMENT_POSTING = env.bool("LEDGER_SINGLE_STATEMENT_POSTING", de
 
 # --- compliance ---------------------------------------------------------------------------
 
-# The OFAC SDN snapshot lives in shared/ beside the repository (CI clones elsewhere with
-# shared/ next to it), so the default is relative to the repo, never an absolute path.
+# The OFAC SDN snapshot is vendored in data/ofac/ (public domain; its README gives source and
+# date); `import_sanctions --dir` loads a newer list from elsewhere.
 OFAC_DATA_DIR = env.path("OFAC_DATA_DIR", default=BASE_DIR / "data" / "ofac")
 # Name-match score (0..1) at or above which a player is a screening hit (yente's default).
 COMPLIANCE_SCREENING_THRESHOLD = env.float("COMPLIANCE_SCREENING_THRESHOLD", default=0.70)

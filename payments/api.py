@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 
 from wallets.api import ERRORS, ErrorSerializer
 from wallets.auth import PlayerPrincipal
-from wallets.services import quantize_money
+from wallets.money import quantize_money
 
 from . import services
 from .models import Deposit, PaymentProvider, PayoutInstrument, Withdrawal

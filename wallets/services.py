@@ -42,11 +42,8 @@ from .models import (
     Posting,
 )
 
-# The money helpers live in `wallets.money`, below this module. Their names stay reachable as
-# `wallets.services.<name>` ONLY because payments/ (being rewritten in parallel) still imports
-# them from here (`ledger.quantize_money`, `from wallets.services import currency_exponent`).
-# Once payments imports `wallets.money`, this module keeps using them but nothing outside it
-# may reach them through here; `tests/wallets/test_money.py` already holds everyone else to it.
+# The money helpers live in `wallets.money`, below this module; this module uses them, and
+# nothing outside it may reach them through here (`tests/wallets/test_money.py` checks).
 from .money import currency_exponent, format_money, minor_unit, quantize_money, validate_amount
 
 Kind = Account.Kind

@@ -30,7 +30,7 @@ import httpx
 from django.conf import settings
 
 from wallets.errors import DomainError
-from wallets.services import currency_exponent, quantize_money
+from wallets.money import currency_exponent, quantize_money
 
 from ..instruments import instrument_fingerprint
 

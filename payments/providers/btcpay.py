@@ -53,7 +53,7 @@ from decimal import ROUND_DOWN, Decimal
 
 from django.conf import settings
 
-from wallets.services import minor_unit
+from wallets.money import minor_unit
 
 from .base import (
     CANCELLED,

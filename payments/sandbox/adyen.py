@@ -41,7 +41,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from payments.providers.base import provider_secret
-from wallets.services import currency_exponent
+from wallets.money import currency_exponent
 
 from . import core
 from .models import SandboxPayment

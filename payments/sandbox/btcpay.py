@@ -39,7 +39,7 @@ from django.views.decorators.http import require_http_methods
 
 from payments.instruments import _BECH32, _bech32_polymod
 from payments.providers.base import hmac_sha256, provider_secret
-from wallets.services import currency_exponent, minor_unit
+from wallets.money import currency_exponent, minor_unit
 
 from . import core
 from .models import SandboxPayment

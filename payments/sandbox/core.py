@@ -16,7 +16,7 @@ from django.db import transaction
 
 from payments.models import PaymentProvider
 from payments.providers.base import provider_secret
-from wallets.services import currency_exponent
+from wallets.money import currency_exponent
 
 from .models import SandboxPayment
 

@@ -40,7 +40,7 @@ from django.views.decorators.http import require_http_methods
 
 from payments.models import PaymentProvider
 from payments.providers.base import provider_secret
-from wallets.services import currency_exponent, quantize_money
+from wallets.money import currency_exponent, quantize_money
 
 from . import core
 from .models import SandboxPayment

@@ -37,7 +37,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from payments.models import PaymentProvider
 from payments.providers.base import provider_secret, to_minor_units
-from wallets.services import currency_exponent
+from wallets.money import currency_exponent
 
 from . import core
 from .models import SandboxPayment

@@ -6,7 +6,7 @@ import uuid
 from django.db import transaction
 from django.utils import timezone
 
-from wallets import services as ledger
+from wallets import money
 
 from ..models import Deposit, Notification
 
@@ -18,7 +18,7 @@ def _payload(subject) -> dict:
         "reference": subject.reference,
         "status": subject.status,
         "player": subject.player.external_id,
-        "amount": str(ledger.quantize_money(subject.amount, currency)),
+        "amount": str(money.quantize_money(subject.amount, currency)),
         "currency": currency,
         "provider": subject.provider.code,
         "provider_reference": subject.provider_reference,
@@ -27,11 +27,11 @@ def _payload(subject) -> dict:
     }
     if isinstance(subject, Deposit):
         body["amount_received"] = (
-            str(ledger.quantize_money(subject.amount_received, currency))
+            str(money.quantize_money(subject.amount_received, currency))
             if subject.amount_received is not None
             else None
         )
-        body["refunded_amount"] = str(ledger.quantize_money(subject.refunded_amount, currency))
+        body["refunded_amount"] = str(money.quantize_money(subject.refunded_amount, currency))
         body["is_paid_late"] = subject.is_paid_late
     return body
 

@@ -18,6 +18,7 @@ from decimal import Decimal
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
+from wallets import money
 from wallets import services as ledger
 from wallets.errors import MissingReason
 from wallets.models import Account, JournalEntry
@@ -46,7 +47,7 @@ def record_chargeback(
     if not provider_reference:
         raise MissingReason("A chargeback needs the provider's reference.")
     if amount is not None:
-        amount = ledger.validate_amount(amount, deposit.currency_id)
+        amount = money.validate_amount(amount, deposit.currency_id)
     with transaction.atomic():
         locked = Deposit.objects.select_for_update().select_related("provider").get(pk=deposit.pk)
         existing = Chargeback.objects.filter(

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from compliance import services as compliance
 from compliance.services import Decision
+from wallets import money
 from wallets import services as ledger
 from wallets.errors import MissingReason, PlayerBlocked
 from wallets.models import Player
@@ -46,12 +47,12 @@ def _usable_method(*, method_code: str, currency: str, amount: Decimal) -> Payme
     if method.min_amount is not None and amount < method.min_amount:
         raise MethodUnavailable(
             f"The minimum for {method.name} is {method.min_amount}.",
-            min_amount=str(ledger.quantize_money(method.min_amount, currency)),
+            min_amount=str(money.quantize_money(method.min_amount, currency)),
         )
     if method.max_amount is not None and amount > method.max_amount:
         raise MethodUnavailable(
             f"The maximum for {method.name} is {method.max_amount}.",
-            max_amount=str(ledger.quantize_money(method.max_amount, currency)),
+            max_amount=str(money.quantize_money(method.max_amount, currency)),
         )
     return method
 
@@ -76,7 +77,7 @@ def create_deposit(
     provider only: it is never stored, and only its digest takes part in idempotency."""
     if not idempotency_key:
         raise MissingReason("An Idempotency-Key is required.")
-    amount = ledger.validate_amount(amount, currency)
+    amount = money.validate_amount(amount, currency)
     request_hash = fingerprint(
         {
             "method": method_code,
@@ -182,7 +183,7 @@ def advance_deposit(deposit, result, *, source, webhook=None, actor=None, reason
     ):
         return _hold_wrong_currency(deposit, result, source=source, webhook=webhook)
     if result.status == SUCCEEDED and before in (DS.CREATED, DS.PENDING, DS.EXPIRED):
-        received = ledger.quantize_money(
+        received = money.quantize_money(
             result.amount_received if result.amount_received is not None else deposit.amount,
             deposit.currency_id,
         )

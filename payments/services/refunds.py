@@ -5,6 +5,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from wallets import money
 from wallets import services as ledger
 from wallets.errors import MissingReason
 from wallets.models import Account, JournalEntry
@@ -29,7 +30,7 @@ def refund_deposit(*, deposit: Deposit, amount, actor, reason: str) -> Refund:
         raise MissingReason("A refund needs a reason.")
     if not deposit.provider.supports_refunds:
         raise RefundNotSupported(f"{deposit.provider.name} payments are returned as withdrawals.")
-    amount = ledger.validate_amount(amount, deposit.currency_id)
+    amount = money.validate_amount(amount, deposit.currency_id)
     with transaction.atomic():
         locked = Deposit.objects.select_for_update().get(pk=deposit.pk)
         if locked.status not in (DS.SUCCEEDED, DS.PARTIALLY_REFUNDED):
@@ -42,8 +43,8 @@ def refund_deposit(*, deposit: Deposit, amount, actor, reason: str) -> Refund:
         )
         if amount > left:
             raise RefundTooLarge(
-                f"At most {ledger.quantize_money(left, locked.currency_id)} can be refunded.",
-                refundable=str(ledger.quantize_money(left, locked.currency_id)),
+                f"At most {money.quantize_money(left, locked.currency_id)} can be refunded.",
+                refundable=str(money.quantize_money(left, locked.currency_id)),
             )
         refund = Refund.objects.create(
             reference=new_reference("ref"),

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from compliance import services as compliance
 from compliance.services import Decision
-from wallets import bonus_services
+from wallets import bonus_services, money
 from wallets import services as ledger
 from wallets.errors import MissingReason
 from wallets.models import Player
@@ -63,7 +63,7 @@ def request_withdrawal(
     users must approve. Pending bonuses are forfeited: withdrawing ends the bonus."""
     if not idempotency_key:
         raise MissingReason("An Idempotency-Key is required.")
-    amount = ledger.validate_amount(amount, currency)
+    amount = money.validate_amount(amount, currency)
     request_hash = fingerprint(
         {
             "instrument": instrument.pk,

@@ -13,9 +13,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def providers():
-    return {
-        p.protocol: p for p in services.ensure_sandbox_providers(base_url="http://127.0.0.1:9")
-    }
+    return {p.protocol: p for p in services.ensure_sandbox_providers(base_url="http://127.0.0.1:9")}
 
 
 def superuser(name):

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from tests.module_imports import REPOSITORY, import_alone
-from wallets import money, services
+from wallets import money
 from wallets.errors import BadPrecision, NonPositiveAmount, UnknownCurrency
 
 HELPERS = {"currency_exponent", "minor_unit", "quantize_money", "format_money", "validate_amount"}
@@ -60,12 +60,6 @@ def test_validation_refuses_what_is_not_a_positive_amount(amount):
 @pytest.mark.django_db
 def test_a_negative_amount_passes_only_when_allowed():
     assert money.validate_amount("-5.25", "EUR", allow_negative=True) == Decimal("-5.25")
-
-
-def test_the_ledger_re_exports_the_same_helpers_for_payments():
-    # Until payments/ imports wallets.money (see the comment in wallets/services.py).
-    for name in HELPERS:
-        assert getattr(services, name) is getattr(money, name)
 
 
 # --- the seam -------------------------------------------------------------------------------
@@ -126,17 +120,13 @@ def money_helpers_taken_from_the_ledger(path, root=REPOSITORY) -> list[str]:
     return found
 
 
-def test_only_payments_still_takes_money_helpers_from_the_ledger_services():
-    """wallets, compliance, reconciliation, config and the tests import `wallets.money`.
-    payments/ is the one exception left (it is being rewritten); when it has moved, the
-    re-export in wallets/services.py goes and `payments` joins the checked folders."""
-    tests_of_payments = REPOSITORY / "tests" / "payments"
+def test_no_app_takes_money_helpers_from_the_ledger_services():
+    """Every app and the tests import `wallets.money`, never the ledger's write module."""
     checked = [
         path
-        for folder in ("wallets", "compliance", "reconciliation", "config", "tests")
+        for folder in ("wallets", "compliance", "payments", "reconciliation", "config", "tests")
         for path in sorted((REPOSITORY / folder).rglob("*.py"))
         if path != REPOSITORY / "wallets" / "services.py"
-        and not path.is_relative_to(tests_of_payments)
     ]
     assert len(checked) > 100
     found = [hit for path in checked for hit in money_helpers_taken_from_the_ledger(path)]
