@@ -1,24 +1,27 @@
-"""Validation of payout destinations: IBAN (ISO 13616 length per country and mod-97
-checksum), crypto addresses per network (Bitcoin Base58Check and Bech32/Bech32m, Ethereum
-hex, Tron Base58Check), card tokens (never card numbers) and e-wallet account ids.
+"""Validation of payout destinations: IBAN (ISO 13616 structure, mod-97 check digits and the
+national BBAN checksum where the country has one, through `schwifty`, with the bank's BIC
+where schwifty's bank registry knows it), crypto addresses per network (Bitcoin Base58Check
+and Bech32/Bech32m, Ethereum hex with the EIP-55 mixed-case checksum through `eth-hash`'s
+Keccak-256, Tron Base58Check), card tokens (never card numbers) and e-wallet account ids.
 
-Hand-written because no maintained validator was installable here; each check is the
-published algorithm, not a pattern match, so a typo in one character is caught.
+Each check is the published algorithm, not a pattern match, so a typo in one character is
+caught.
 """
 
 import hashlib
 import re
 
-from .errors import InvalidInstrument
+from eth_hash.auto import keccak
+from schwifty import IBAN
+from schwifty.exceptions import (
+    InvalidBBANChecksum,
+    InvalidChecksumDigits,
+    InvalidCountryCode,
+    InvalidLength,
+    SchwiftyException,
+)
 
-# ISO 13616 registry: IBAN length per country (SEPA and the main casino markets).
-IBAN_LENGTHS = {
-    "AD": 24, "AT": 20, "BE": 16, "BG": 22, "CH": 21, "CY": 28, "CZ": 24, "DE": 22, "DK": 18,
-    "EE": 20, "ES": 24, "FI": 18, "FR": 27, "GB": 22, "GI": 23, "GR": 27, "HR": 21, "HU": 28,
-    "IE": 22, "IS": 26, "IT": 27, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MT": 31,
-    "NL": 18, "NO": 15, "PL": 28, "PT": 25, "RO": 24, "SE": 24, "SI": 19, "SK": 24, "SM": 27,
-    "VA": 22,
-}  # fmt: skip
+from .errors import InvalidInstrument
 
 NETWORKS = {"bitcoin": {"BTC"}, "ethereum": {"ETH", "USDT"}, "tron": {"USDT"}}
 
@@ -26,19 +29,49 @@ _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 
 
-def normalise_iban(value: str) -> str:
-    iban = re.sub(r"\s+", "", value).upper()
-    if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]+", iban):
+def _iban(value: str) -> IBAN:
+    """Parse and validate, or raise InvalidInstrument with what is wrong."""
+    if not isinstance(value, str):
+        raise InvalidInstrument("An IBAN is a string.")
+    compact = re.sub(r"\s+", "", value).upper()
+    if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{1,30}", compact):
         raise InvalidInstrument("An IBAN starts with a country code and two check digits.")
-    expected = IBAN_LENGTHS.get(iban[:2])
-    if expected is None:
-        raise InvalidInstrument(f"IBANs from {iban[:2]} are not accepted.", country=iban[:2])
-    if len(iban) != expected:
-        raise InvalidInstrument(f"A {iban[:2]} IBAN has {expected} characters.", length=len(iban))
-    digits = "".join(str(int(c, 36)) for c in iban[4:] + iban[:4])
-    if int(digits) % 97 != 1:
-        raise InvalidInstrument("The IBAN check digits do not match: check for a typo.")
+    try:
+        # validate_bban: the national checksum inside the BBAN too (BE, ES, FR, IT, …), which
+        # catches typos the mod-97 check digits alone would let through.
+        iban = IBAN(compact, validate_bban=True)
+    except InvalidCountryCode:
+        raise InvalidInstrument(
+            f"{compact[:2]} is not a country with IBANs.", country=compact[:2]
+        ) from None
+    except InvalidLength:
+        raise InvalidInstrument(
+            f"That is not the length of a {compact[:2]} IBAN.", length=len(compact)
+        ) from None
+    except (InvalidChecksumDigits, InvalidBBANChecksum):
+        raise InvalidInstrument("The IBAN check digits do not match: check for a typo.") from None
+    except SchwiftyException as exc:
+        raise InvalidInstrument(f"Not a valid IBAN: {exc}.") from None
+    if not iban.in_sepa_zone:
+        # Bank payouts and refunds are SEPA credit transfers: an IBAN outside the SEPA scheme
+        # cannot receive one.
+        raise InvalidInstrument(
+            f"IBANs from {iban.country_code} are not accepted (outside SEPA).",
+            country=iban.country_code,
+        )
     return iban
+
+
+def normalise_iban(value: str) -> str:
+    """The IBAN in its compact electronic form (no spaces, upper case), validated."""
+    return _iban(value).compact
+
+
+def bic_for_iban(value: str) -> str:
+    """The BIC of the IBAN's bank where schwifty's registry knows the bank code, else "".
+    Raises InvalidInstrument for an invalid IBAN, like `normalise_iban`."""
+    bic = _iban(value).bic
+    return str(bic) if bic else ""
 
 
 def _b58decode_check(value: str) -> bytes | None:
@@ -92,7 +125,31 @@ def _valid_segwit(address: str) -> bool:
     return 2 <= program_len <= 40
 
 
+def _eip55(hex_address: str) -> str:
+    """EIP-55: a hex letter is upper case where the Keccak-256 of the lower-case hex address
+    has a nibble of 8 or more at the same position."""
+    lower = hex_address.lower()
+    digest = keccak(lower.encode("ascii")).hex()
+    return "0x" + "".join(
+        c.upper() if c.isalpha() and int(digest[i], 16) >= 8 else c for i, c in enumerate(lower)
+    )
+
+
+def _valid_ethereum(address: str) -> bool:
+    body = address[2:]
+    if not address.startswith("0x") or not re.fullmatch(r"[0-9a-fA-F]{40}", body):
+        return False
+    if body == body.lower() or body == body.upper():
+        # Single-case hex carries no checksum (EIP-55): accepted as it is.
+        return True
+    # Mixed case is a checksum claim: one letter in the wrong case is a typo.
+    return _eip55(body) == address
+
+
 def validate_crypto_address(address: str, network: str) -> str:
+    """The address if valid on `network`, in its canonical form: Bech32 in lower case, an
+    Ethereum address in its EIP-55 checksummed form (so one address saved in two cases is one
+    instrument); raises InvalidInstrument otherwise."""
     address = address.strip()
     if network == "bitcoin":
         if address.lower().startswith("bc1"):
@@ -102,14 +159,9 @@ def validate_crypto_address(address: str, network: str) -> str:
             # 0x00 pay-to-pubkey-hash, 0x05 pay-to-script-hash, both 20-byte hashes.
             valid = payload is not None and len(payload) == 21 and payload[0] in (0x00, 0x05)
     elif network == "ethereum":
-        # Mixed-case addresses carry an EIP-55 checksum that needs Keccak-256, which the
-        # standard library lacks; all-lower/all-upper hex is accepted, mixed case refused.
-        body = address[2:]
-        valid = (
-            address.startswith("0x")
-            and bool(re.fullmatch(r"[0-9a-fA-F]{40}", body))
-            and (body == body.lower() or body == body.upper())
-        )
+        valid = _valid_ethereum(address)
+        if valid:
+            address = _eip55(address[2:])
     elif network == "tron":
         payload = _b58decode_check(address)
         valid = payload is not None and len(payload) == 21 and payload[0] == 0x41
