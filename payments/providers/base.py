@@ -295,10 +295,17 @@ class PaymentAdapter:
         """One pooled client per provider URL and process: building a client loads the CA
         bundle (~15 ms) and a fresh client cannot reuse connections."""
         base_url = base_url or self.provider.api_base_url
+        # Mutual TLS where the provider asks for it (a PSD2 bank wants the TPP's eIDAS QWAC):
+        # paths to the PEM certificate and key, from the provider's options.
+        options = self.provider.options or {}
+        cert = options.get("tls_client_certificate_file") or None
+        if cert and options.get("tls_client_key_file"):
+            cert = (cert, options["tls_client_key_file"])
         key = (
             base_url,
             settings.PAYMENTS_PROVIDER_TIMEOUT_SECONDS,
             settings.PAYMENTS_PROVIDER_CONNECT_TIMEOUT_SECONDS,
+            cert,
         )
         with _clients_lock:
             client = _clients.get(key)
@@ -306,6 +313,7 @@ class PaymentAdapter:
                 client = _clients[key] = httpx.Client(
                     base_url=base_url.rstrip("/") + "/",
                     timeout=httpx.Timeout(key[1], connect=key[2]),
+                    cert=cert,
                 )
         return client
 

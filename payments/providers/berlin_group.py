@@ -441,7 +441,9 @@ class BerlinGroupConnector(PaymentAdapter):
             )
         return iban, name[:70]
 
-    def start_payment(self, *, deposit, notify_url: str, return_url: str) -> ProviderResult:
+    def start_payment(
+        self, *, deposit, notify_url: str, return_url: str, payment_method: dict | None = None
+    ) -> ProviderResult:
         if deposit.currency_id != "EUR":
             # SEPA credit transfers are euro only.
             return ProviderResult(

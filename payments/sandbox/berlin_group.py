@@ -62,7 +62,7 @@ from schwifty import IBAN
 from schwifty.exceptions import SchwiftyException
 
 from payments.models import Deposit, PaymentProvider
-from wallets.services import currency_exponent
+from wallets.money import currency_exponent
 
 from . import core
 from .models import SandboxPayment
@@ -403,7 +403,7 @@ def tpp_messages(outcome: str) -> list[dict]:
 def compact_iban(text: str) -> str:
     """The IBAN if its structure and check digits are right, else "". Like a bank's own
     check, and no stricter: national account-number checksums are the account bank's
-    business (and `core.sandbox_iban` does not compute them)."""
+    business."""
     try:
         return IBAN(text).compact
     except SchwiftyException:
