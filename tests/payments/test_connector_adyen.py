@@ -489,7 +489,7 @@ def test_the_ack_is_adyens_accepted():
 
 def only_the_adyen_sandbox(monkeypatch):
     """Set up the sandbox providers through the shared code, Adyen's alone: the other
-    protocols' sandboxes are written on other branches."""
+    protocols are not this file's subject (and setting them up costs time)."""
     from payments.services import setup
 
     adyen = [entry for entry in setup.SANDBOX_PROVIDERS if entry[3] == "adyen"]

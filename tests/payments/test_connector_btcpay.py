@@ -57,8 +57,7 @@ BTC_ADDRESS = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"
 
 @pytest.fixture
 def only_btcpay(monkeypatch):
-    """Set up the crypto provider alone: the other protocols' sandboxes belong to other
-    branches (harmless once every protocol is in)."""
+    """Set up the crypto provider alone: the other protocols are not this file's subject."""
     from payments.services import setup
 
     monkeypatch.setattr(
