@@ -6,6 +6,7 @@ Mounted only with the sandbox (SANDBOX_ENABLED).
 """
 
 import uuid
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
@@ -30,22 +31,42 @@ class DepositForm(forms.Form):
     amount = forms.DecimalField(min_value=0, help_text="Magic amounts choose a scenario.")
 
 
+def _player_returned(request, player) -> None:
+    """Back from the provider's page: hand the provider what the redirect carried (Adyen's
+    `redirectResult`; elsewhere the connector just asks for the status), as a casino frontend
+    does with `POST /api/v1/deposits/{reference}/details`."""
+    deposit = Deposit.objects.filter(player=player, idempotency_key=request.GET["attempt"]).first()
+    if deposit is None:
+        return
+    details = {
+        name: value for name, value in request.GET.items() if name not in ("player", "attempt")
+    }
+    try:
+        services.submit_payment_details(deposit=deposit, details=details)
+    except DomainError as refusal:
+        messages.error(request, f"{refusal.code}: {refusal.message}")
+
+
 @staff_member_required
 def cashier(request):
     all_players = Player.objects.order_by("external_id")
     players = all_players[:100]
     player = all_players.filter(external_id=request.GET.get("player")).first() or players.first()
     form = DepositForm(request.POST or None)
+    if player is not None and request.method == "GET" and request.GET.get("attempt"):
+        _player_returned(request, player)
     if player is not None and request.method == "POST" and form.is_valid():
         back = request.build_absolute_uri(f"{reverse('cashier')}?player={player.external_id}")
+        attempt = f"cashier-{uuid.uuid4()}"
         try:
             deposit = services.create_deposit(
                 player=player,
                 method_code=form.cleaned_data["method"].code,
                 amount=form.cleaned_data["amount"],
                 currency=form.cleaned_data["currency"].code,
-                idempotency_key=f"cashier-{uuid.uuid4()}",
-                return_url=back,
+                idempotency_key=attempt,
+                # The provider sends the player back here, to the attempt that left.
+                return_url=f"{back}&{urlencode({'attempt': attempt})}",
                 ip=request.META.get("REMOTE_ADDR"),
             )
         except DomainError as refusal:

@@ -11,10 +11,10 @@ from compliance.models import Alert, InstrumentUse
 from payments import services
 from payments.instruments import instrument_fingerprint
 from payments.models import Deposit
-from payments.providers.base import PaymentAdapter, provider_secret
+from payments.providers.base import PaymentAdapter
 from payments.sandbox import core
-from payments.sandbox.dialects import OpenBanking
 from payments.sandbox.models import SandboxPayment
+from payments.sandbox.protocols import protocol_module
 from tests.compliance.factories import make_player
 from tests.payments.factories import fund, key
 from wallets.models import JournalEntry
@@ -50,18 +50,23 @@ class DjangoTransport(httpx.BaseTransport):
 
 @pytest.fixture
 def bank(monkeypatch):
-    providers = {p.kind: p for p in services.ensure_sandbox_providers(base_url="http://testserver")}
+    providers = {
+        p.protocol: p for p in services.ensure_sandbox_providers(base_url="http://testserver")
+    }
     monkeypatch.setattr(
         PaymentAdapter,
         "_client",
-        lambda self: httpx.Client(base_url=self.provider.api_base_url, transport=DjangoTransport()),
+        lambda self, base_url=None: httpx.Client(
+            base_url=base_url or self.provider.api_base_url, transport=DjangoTransport()
+        ),
     )
-    return providers["open_banking"]
+    return providers["berlin_group"]
 
 
 def pay_by_bank(bank, player, amount, *, iban=""):
-    """A bank-transfer deposit: started at the sandbox bank, approved on its consent page
-    (from `iban` if the player names one), its webhook received and processed."""
+    """A bank-transfer deposit: started at the sandbox bank (Berlin Group), approved on its
+    consent page (from `iban` if the player names one), its status notification received and
+    processed (the connector asks the bank for the status)."""
     deposit = services.create_deposit(
         player=player,
         method_code="bank_transfer",
@@ -70,13 +75,12 @@ def pay_by_bank(bank, player, amount, *, iban=""):
         idempotency_key=key(),
     )
     assert deposit.status == Deposit.Status.PENDING
-    consent = Client().post(
-        f"/api/v1/sandbox/{bank.code}/ob/consent/{deposit.provider_reference}",
-        {"action": "approve", "payer": iban},
-    )
+    consent = Client().post(deposit.redirect_url, {"action": "approve", "payer": iban})
     assert consent.status_code == 302
     paid = SandboxPayment.objects.get(sandbox_id=deposit.provider_reference)
-    body, headers = OpenBanking.webhook(paid, core.PAID, provider_secret(bank, "webhook_secret"))
+    [(body, headers)] = protocol_module("berlin_group").webhooks(
+        paid, core.PAID, provider=bank, signed_right=True
+    )
     event = services.receive_webhook(provider_code=bank.code, body=body, headers=headers)
     services.process_webhook(event_id=event.pk)
     deposit.refresh_from_db()

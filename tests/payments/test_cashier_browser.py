@@ -28,9 +28,11 @@ def test_staff_deposits_through_the_cashier_and_the_3ds_page(page, live_server, 
 
     page.wait_for_selector("text=3-D Secure")
     assert "/3ds/" in page.url
-    page.click("text=Authenticate")
+    page.click("text=Complete authentication")
     page.wait_for_selector("#deposits")
-    assert page.url.endswith("/cashier/?player=cashier-1")
+    # Back where the cashier asked, with what Stripe appends to a return URL.
+    assert "/cashier/?player=cashier-1&attempt=" in page.url
+    assert "redirect_status=succeeded" in page.url
 
     deposit = wait_for(
         lambda: Deposit.objects.filter(player=player, status="succeeded").first(),
