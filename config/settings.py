@@ -151,10 +151,11 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 # A correct password alone must not clear the failures (or a stolen password would reset the
 # count of guessed codes); staff/views.py clears them once both factors have passed.
 AXES_RESET_ON_SUCCESS = False
-AXES_LOCKOUT_TEMPLATE = "admin/staff/locked_out.html"
+AXES_LOCKOUT_CALLABLE = "staff.views.lockout_response"
 AXES_HTTP_RESPONSE_CODE = 429
-# The client address: REMOTE_ADDR unless a proxy we run sets the header (deploy/nginx sets
-# X-Forwarded-For; set AXES_IPWARE_PROXY_COUNT=1 and the header list below behind it).
+# The client address (django-ipware): REMOTE_ADDR by default. Behind deploy/nginx, which
+# overwrites X-Real-IP with the address it saw, set HTTP_X_REAL_IP,REMOTE_ADDR; only when
+# gunicorn is reachable through nginx alone (its unix socket), or a client could forge it.
 AXES_IPWARE_META_PRECEDENCE_ORDER = env.list(
     "AXES_IPWARE_META_PRECEDENCE_ORDER", default=["REMOTE_ADDR"]
 )

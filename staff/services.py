@@ -77,7 +77,7 @@ def check_second_factor(*, user: AbstractBaseUser, code: str) -> CodeCheck:
         allowed, why = device.verify_is_allowed()
         if not allowed:
             if why and why.get("reason") == VerifyNotAllowed.N_FAILED_ATTEMPTS:
-                waits.append(_throttle_wait_seconds(device, why["failure_count"]))
+                waits.append(_throttle_wait_seconds(why["locked_until"]))
             continue
         token = _digits(code) if isinstance(device, TOTPDevice) else code
         if token and device.verify_token(token):
@@ -87,11 +87,9 @@ def check_second_factor(*, user: AbstractBaseUser, code: str) -> CodeCheck:
     return CodeCheck(device=None)
 
 
-def _throttle_wait_seconds(device: Device, failure_count: int) -> int:
-    """What is left of django-otp's delay after `failure_count` wrong codes (factor * 2^(n-1))."""
-    delay = device.get_throttle_factor() * 2 ** (failure_count - 1)
-    elapsed = (timezone.now() - device.throttling_failure_timestamp).total_seconds()
-    return max(1, int(delay - elapsed) + 1)
+def _throttle_wait_seconds(locked_until) -> int:
+    """Seconds until django-otp lets the device check a code again."""
+    return max(1, int((locked_until - timezone.now()).total_seconds()) + 1)
 
 
 def reset_second_factor(*, user: AbstractBaseUser, by: AbstractBaseUser, reason: str) -> int:

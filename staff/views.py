@@ -5,7 +5,8 @@ from functools import wraps
 
 import segno
 from axes.handlers.proxy import AxesProxyHandler
-from axes.helpers import get_lockout_response
+from axes.helpers import get_client_username, get_cool_off, get_lockout_response
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import logout
 from django.contrib.auth.signals import user_login_failed
@@ -186,3 +187,24 @@ def _render(request, template, title, **context):
             **context,
         },
     )
+
+
+def lockout_response(request, original_response=None, credentials=None):
+    """django-axes' answer to a locked-out login (AXES_LOCKOUT_CALLABLE): a page that says
+    what happened and for how long, status 429 with Retry-After."""
+    cool_off = get_cool_off(request)
+    response = TemplateResponse(
+        request,
+        "admin/staff/locked_out.html",
+        {
+            **admin.site.each_context(request),
+            "title": "Login locked",
+            "failure_limit": settings.AXES_FAILURE_LIMIT,
+            "username": get_client_username(request, credentials) or "",
+            "cooloff_minutes": int(cool_off.total_seconds() // 60) if cool_off else 0,
+        },
+        status=settings.AXES_HTTP_RESPONSE_CODE,
+    )
+    if cool_off:
+        response["Retry-After"] = str(int(cool_off.total_seconds()))
+    return response.render()
