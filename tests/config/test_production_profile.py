@@ -23,6 +23,8 @@ PROFILE_VARIABLES = {
     "SECURE_HSTS_SECONDS",
     "SESSION_COOKIE_SECURE",
     "CSRF_COOKIE_SECURE",
+    # Set by the browser tests' fixture for Playwright's event loop; never in a deployment.
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
 }
 
 
