@@ -15,6 +15,10 @@ $(VENV)/.installed: requirements.txt
 	$(VENV)/bin/pip install -q -r requirements.txt
 	touch $@
 
+# The demo and the tests run on plain http with the sandbox; both are off unless set (settings).
+demo: export DEPLOY_PROFILE ?= local
+demo: export SANDBOX_ENABLED ?= true
+demo: export API_DOCS_PUBLIC ?= true
 demo: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo
@@ -31,6 +35,8 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
+test: export DEPLOY_PROFILE ?= local
+test: export SANDBOX_ENABLED ?= true
 test: $(VENV)/.installed $(CHROMIUM)
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \

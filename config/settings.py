@@ -4,23 +4,38 @@ Demo: SQLite, eager Celery tasks, the sandbox providers on.
 Tests and production: set DATABASE_URL to PostgreSQL and CELERY_BROKER_URL to Redis.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF, UNSAFE_INLINE
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
+# "production" (the default: HTTPS behind the proxy in deploy/, see docs/deploy.md) or "local"
+# (plain http on 127.0.0.1: `make demo` and the tests set it). Secure unless told otherwise.
+DEPLOY_PROFILE = env.str("DEPLOY_PROFILE", default="production")
+if DEPLOY_PROFILE not in ("production", "local"):
+    raise ImproperlyConfigured(
+        f"DEPLOY_PROFILE must be production or local, not {DEPLOY_PROFILE!r}"
+    )
+IS_PRODUCTION = DEPLOY_PROFILE == "production"
+
 DEBUG = env.bool("DEBUG", default=False)
-# The demo runs without any configuration; a production deployment must set its own key.
+if IS_PRODUCTION and "SECRET_KEY" not in env:
+    # The key signs sessions and player tokens; the repository's demo key is public.
+    raise ImproperlyConfigured("SECRET_KEY must be set when DEPLOY_PROFILE=production.")
 SECRET_KEY = env.str("SECRET_KEY", default="insecure-demo-key-set-SECRET_KEY-in-production")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The console's admin site requires the second factor (staff/sites.py).
+    "staff.apps.StaffAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -32,6 +47,12 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
+    "csp",
+    "staff",
     "wallets",
     "compliance",
     "payments",
@@ -45,7 +66,15 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # request.user.is_verified(): has this session passed a second factor?
+    "django_otp.middleware.OTPMiddleware",
+    # Idle and absolute session limits, then: no second factor, no console (staff/middleware.py).
+    "staff.middleware.SessionExpiryMiddleware",
+    "staff.middleware.SecondFactorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -72,6 +101,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Provider and callback URLs typed without a scheme are https, as Django 6 will assume.
 FORMS_URLFIELD_ASSUME_HTTPS = True
 
+# django-axes first: it refuses a locked-out user or address before a password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_URL = "admin:login"
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -84,7 +120,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 MEDIA_URL = "media/"
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
 
@@ -94,6 +130,90 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# --- staff console: second factor, lockout, sessions (docs/staff-auth.md) -----------------
+
+# Every staff session must pass a TOTP code or a recovery code before any console page
+# (staff/middleware.py). The issuer is the name authenticator apps show next to the code.
+OTP_TOTP_ISSUER = env.str("STAFF_OTP_ISSUER", default="Casino back-office")
+# Wrong codes slow the device down exponentially (1 s, 2 s, 4 s, ...) on top of the lockout.
+OTP_TOTP_THROTTLE_FACTOR = 1
+OTP_STATIC_THROTTLE_FACTOR = 1
+# Recovery codes issued at enrolment (each works once).
+STAFF_RECOVERY_CODE_COUNT = env.int("STAFF_RECOVERY_CODE_COUNT", default=10)
+
+# django-axes: this many failed passwords or second-factor codes for one username, or from one
+# client address, lock that username or address out for the cool-off period (429 and a page
+# that says so). Failures older than the cool-off are forgotten.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# A correct password alone must not clear the failures (or a stolen password would reset the
+# count of guessed codes); staff/views.py clears them once both factors have passed.
+AXES_RESET_ON_SUCCESS = False
+AXES_LOCKOUT_CALLABLE = "staff.views.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+# The client address (django-ipware): REMOTE_ADDR by default. Behind deploy/nginx, which
+# overwrites X-Real-IP with the address it saw, set HTTP_X_REAL_IP,REMOTE_ADDR; only when
+# gunicorn is reachable through nginx alone (its unix socket), or a client could forge it.
+AXES_IPWARE_META_PRECEDENCE_ORDER = env.list(
+    "AXES_IPWARE_META_PRECEDENCE_ORDER", default=["REMOTE_ADDR"]
+)
+AXES_IPWARE_PROXY_COUNT = env.int("AXES_IPWARE_PROXY_COUNT", default=None)
+AXES_IPWARE_PROXY_ORDER = env.str("AXES_IPWARE_PROXY_ORDER", default="right-most")
+
+# Sessions: the cookie dies with the browser, after SESSION_ABSOLUTE_AGE_SECONDS from the
+# password step whatever happens, and after SESSION_IDLE_TIMEOUT_SECONDS without a request.
+SESSION_IDLE_TIMEOUT_SECONDS = env.int("SESSION_IDLE_TIMEOUT_SECONDS", default=15 * 60)
+SESSION_ABSOLUTE_AGE_SECONDS = env.int("SESSION_ABSOLUTE_AGE_SECONDS", default=8 * 60 * 60)
+SESSION_COOKIE_AGE = SESSION_ABSOLUTE_AGE_SECONDS
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+
+# --- production profile (docs/deploy.md) -------------------------------------------------
+
+# Behind deploy/nginx: TLS ends at nginx, which sets X-Forwarded-Proto (and overwrites any the
+# client sent), so Django knows the request was https.
+if env.bool("SECURE_PROXY_SSL_HEADER", default=IS_PRODUCTION):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=IS_PRODUCTION)
+# Health probes from inside the network may speak plain http (regexes, no leading slash).
+SECURE_REDIRECT_EXEMPT = env.list("SECURE_REDIRECT_EXEMPT", default=[r"^health/"])
+SECURE_HSTS_SECONDS = env.int(
+    "SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if IS_PRODUCTION else 0
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=IS_PRODUCTION)
+# The header only allows preloading; the domain joins browsers' lists only when submitted.
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=IS_PRODUCTION)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=IS_PRODUCTION)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=IS_PRODUCTION)
+SESSION_COOKIE_SAMESITE = "Lax"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# Content-Security-Policy (django-csp): scripts only from our own static files, so an injected
+# <script> or on* attribute does not run. The admin and Swagger UI (drf-spectacular-sidecar,
+# its initialiser served as a file by SpectacularSwaggerSplitView) need nothing more. Styles
+# allow inline attributes: admin templates (ours and the apps') set style="..."; CSS cannot
+# run code. data: images are Swagger UI's icons.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+        **({"upgrade-insecure-requests": True} if IS_PRODUCTION else {}),
+    },
+}
+
+# /api/docs/ and /api/schema/: staff who passed the second factor, unless this is on (the demo).
+API_DOCS_PUBLIC = env.bool("API_DOCS_PUBLIC", default=False)
 
 # --- API -----------------------------------------------------------------------------------
 
@@ -222,8 +342,9 @@ BONUS_EXPIRY_INTERVAL_SECONDS = env.int("BONUS_EXPIRY_INTERVAL_SECONDS", default
 
 # --- payments ------------------------------------------------------------------------------
 
-# The simulated providers (payments/sandbox): on for the demo and tests, off in production.
-SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=True)
+# The simulated providers (payments/sandbox) and the cashier demo page: off unless explicitly
+# enabled (`make demo`, `make test` and the pytest configuration set SANDBOX_ENABLED=true).
+SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=False)
 # Where providers reach us (webhook URLs we hand them) and where the sandbox lives.
 PAYMENTS_PUBLIC_BASE_URL = env.str("PAYMENTS_PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 PAYMENTS_DEFAULT_RETURN_URL = env.str(

@@ -4,7 +4,9 @@ import os
 
 import pytest
 from django.contrib.auth import get_user_model
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from tests.conftest import totp_code
 from tests.wallets.factories import PlayerFactory, fund
 from wallets.models import Player
 
@@ -13,12 +15,19 @@ SCREENSHOTS = os.environ.get("E2E_SCREENSHOTS", "")
 
 
 def log_in(page, live_server):
-    get_user_model().objects.create_superuser("operator", "ops@example.com", "a-long-password-1")
+    """The console's real login: password, then the code of the operator's authenticator."""
+    operator = get_user_model().objects.create_superuser(
+        "operator", "ops@example.com", "a-long-password-1"
+    )
+    device = TOTPDevice.objects.create(user=operator, name="phone", confirmed=True)
     page.goto(f"{live_server.url}/admin/login/")
     page.fill("#id_username", "operator")
     page.fill("#id_password", "a-long-password-1")
     page.click("input[type=submit]")
-    page.wait_for_selector("#site-name")
+    page.wait_for_selector("#verify-form")
+    page.fill("#id_code", totp_code(device))
+    page.click("#verify-form input[type=submit]")
+    page.wait_for_selector("#content-main .app-wallets")
 
 
 def test_operator_freezes_a_player_from_the_console(page, live_server):
@@ -45,10 +54,13 @@ def test_operator_freezes_a_player_from_the_console(page, live_server):
     assert "75.00000000" in page.content()
 
 
-def test_api_docs_render_offline(page, live_server):
+def test_api_docs_render_offline(page, live_server, csp_violations):
+    """Swagger UI from the sidecar's static files, under the CSP, for a verified operator."""
+    log_in(page, live_server)
     page.goto(f"{live_server.url}/api/docs/")
     page.wait_for_selector(".opblock-summary-path", timeout=15_000)
     if SCREENSHOTS:
         page.screenshot(path=os.path.join(SCREENSHOTS, "api-docs.png"))
     paths = page.locator(".opblock-summary-path").all_inner_texts()
     assert any("/api/v1/players/{external_id}/statement" in p for p in paths)
+    assert csp_violations == []
