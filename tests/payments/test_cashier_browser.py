@@ -5,8 +5,10 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from payments.models import Deposit
+from tests.conftest import totp_code
 from tests.payments.factories import cash, make_player, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -14,17 +16,24 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_staff_deposits_through_the_cashier_and_the_3ds_page(page, live_server, sandbox):
     player = make_player(external_id="cashier-1", first_name="Grace", last_name="Hopper")
-    get_user_model().objects.create_superuser("cashier-op", "op@example.com", "long-password-2")
+    operator = get_user_model().objects.create_superuser(
+        "cashier-op", "op@example.com", "long-password-2"
+    )
+    device = TOTPDevice.objects.create(user=operator, name="phone", confirmed=True)
 
+    # The console's real login: password, then the authenticator's code.
     page.goto(f"{live_server.url}/admin/login/?next=/cashier/?player=cashier-1")
     page.fill("#id_username", "cashier-op")
     page.fill("#id_password", "long-password-2")
     page.click("input[type=submit]")
+    page.wait_for_selector("#verify-form")
+    page.fill("#id_code", totp_code(device))
+    page.click("#verify-form input[type=submit]")
     page.wait_for_selector("#balances")
     page.select_option("select[name=method]", "card")
     page.select_option("select[name=currency]", "EUR")
     page.fill("input[name=amount]", "25.00")
-    page.click("button[type=submit]")
+    page.click("form.deposit button[type=submit]")
 
     page.wait_for_selector("text=3-D Secure")
     assert "/3ds/" in page.url

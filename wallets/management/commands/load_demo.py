@@ -59,6 +59,10 @@ class Command(BaseCommand):
         user.set_password(password)
         user.save()
         self.stdout.write(f"Operator login: username 'operator', password '{password}'")
+        self.stdout.write(
+            "First login asks you to set up an authenticator app (QR code or key on the page); "
+            "see docs/staff-auth.md."
+        )
 
     def _history(self, player, rng):
         key = player.external_id
