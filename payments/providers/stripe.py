@@ -558,7 +558,7 @@ class StripeConnector(PaymentAdapter):
             found = self._object_or_none(status, body)
             return None if found is None else self._payout_result(found)
         # No search for payouts: page through those created since the withdrawal started.
-        since = int((withdrawal.started_at or withdrawal.created_at).timestamp()) - 3600
+        since = int((withdrawal.processing_started_at or withdrawal.created_at).timestamp()) - 3600
         params: dict = {"limit": 100, "created": {"gte": since}}
         for _ in range(10):
             status, body = self._get("v1/payouts", params)

@@ -14,13 +14,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.db import connection, transaction
-from django.utils import timezone
 
 from payments import errors, services
 from payments.models import Deposit, Notification, WebhookEvent, Withdrawal
 from payments.notifications import callback_secret
-from payments.sandbox.dialects import OpenBanking
+from payments.sandbox import core
 from payments.sandbox.models import SandboxPayment
+from payments.sandbox.protocols import protocol_module
 from payments.tasks import process_webhook, sweep_webhooks
 from tests.payments.conftest import start_worker, wait_until_ready
 from tests.payments.factories import (
@@ -54,7 +54,8 @@ def withdraw(player, instrument_body, amount, currency="EUR", **extra):
 
 
 IBAN = {"kind": "iban", "identifier": "DE89 3704 0044 0532 0130 00", "holder_name": "Ann Example"}
-CARD = {"kind": "card_token", "identifier": "tok_visa_4242abcd"}
+# A Stripe card id on a connected account: what Stripe pays out to.
+CARD = {"kind": "card_token", "identifier": "card_1PayoutDebitCard42"}
 
 
 def withdrawal_status(reference, status, timeout=15):
@@ -72,7 +73,11 @@ def test_small_withdrawal_is_paid_out_by_the_worker_and_settles_the_hold(sandbox
     body = withdraw(player, IBAN, "40.00")
     assert body["status"] == "approved"
     withdrawal = withdrawal_status(body["reference"], "paid")
-    assert withdrawal.provider_reference.startswith("obo_")
+    # Paid by the bank (Berlin Group), from the operator's account to the player's IBAN.
+    assert withdrawal.provider.protocol == "berlin_group"
+    assert SandboxPayment.objects.filter(
+        sandbox_id=withdrawal.provider_reference, kind="payout", status=core.PAID
+    ).exists()
     assert (cash(player), held(player)) == (Decimal("60.00"), Decimal(0))
     assert list(withdrawal.transitions.values_list("to_status", flat=True)) == [
         "requested",
@@ -89,7 +94,7 @@ def test_a_hard_declined_payout_fails_and_returns_the_money(sandbox):
     fund(player, "100.00")
     body = withdraw(player, CARD, "40.06")
     withdrawal = withdrawal_status(body["reference"], "failed")
-    assert (withdrawal.decline_code, withdrawal.decline_kind) == ("stolen_card", "hard")
+    assert (withdrawal.decline_code, withdrawal.decline_kind) == ("unsupported_card", "hard")
     assert (cash(player), held(player)) == (Decimal("100.00"), Decimal(0))
 
 
@@ -98,14 +103,15 @@ def test_payout_timeout_is_finished_by_the_janitor(sandbox):
     player = make_player()
     fund(player, "100.00")
     body = withdraw(player, CARD, "40.07")
+    # Our call timed out (the withdrawal waits in `processing`); the provider finished it.
     wait_for(
         lambda: (
-            Withdrawal.objects.filter(
-                reference=body["reference"], status="processing", updated_at__lte=timezone.now()
+            SandboxPayment.objects.filter(
+                merchant_reference=body["reference"], kind="payout", status=core.PAID
             ).exists()
-            and time.sleep(2.5) is None
-        ),  # the payout call has timed out by now
-        what="the payout call to time out",
+            and Withdrawal.objects.filter(reference=body["reference"], status="processing").exists()
+        ),
+        what="the payout to be paid at the provider while our call timed out",
     )
     counts = services.poll_stuck_payments(stuck_after=timedelta(0))
     assert counts["payouts_polled"] == 1
@@ -128,7 +134,7 @@ def test_approved_withdrawal_whose_payout_task_was_lost_is_sent_by_the_janitor(s
         )
         # Simulate the enqueue being lost: drop the on-commit callbacks of this transaction.
         connection.run_on_commit = []
-    time.sleep(0.5)
+    # Nothing was queued, so nothing else can move it.
     assert Withdrawal.objects.get(pk=withdrawal.pk).status == "approved"
     assert services.poll_stuck_payments(stuck_after=timedelta(0))["payouts_sent"] == 1
     withdrawal_status(withdrawal.reference, "paid")
@@ -191,11 +197,17 @@ def test_a_refund_that_timed_out_is_finished_by_the_janitor(sandbox):
 # --- the sweeper, a lost enqueue and a killed worker --------------------------------------------
 
 
-def stored_ob_webhook(provider, deposit):
-    """A correctly signed ACSC webhook stored in the inbox without queueing its task."""
-    obj = SandboxPayment.objects.get(merchant_reference=deposit.reference)
-    obj.status = "paid"
-    body, headers = OpenBanking.webhook(obj, "paid", provider.webhook_secret)
+def stored_bank_notification(provider, deposit):
+    """The bank settled the payment and its status notification is stored in the inbox
+    without its task being queued (a lost enqueue)."""
+    payment = SandboxPayment.objects.get(merchant_reference=deposit.reference, kind="payment")
+    # Settled at the bank without sending anything: what a lost notification leaves.
+    payment.status = core.PAID
+    payment.amount_paid = payment.amount
+    payment.save()
+    [(body, headers)] = protocol_module(provider.protocol).webhooks(
+        payment, core.PAID, provider=provider, signed_right=True
+    )
     return services.store_webhook(
         provider=provider,
         body=body,
@@ -218,8 +230,7 @@ def consented_deposit(player, amount="25.00"):
 def test_a_lost_enqueue_is_picked_up_by_the_sweeper_and_credited_once(sandbox, settings):
     player = make_player()
     deposit = consented_deposit(player)
-    event = stored_ob_webhook(sandbox["open_banking"], deposit)
-    time.sleep(0.5)
+    event = stored_bank_notification(sandbox["berlin_group"], deposit)
     assert WebhookEvent.objects.get(pk=event.pk).processed_at is None
 
     settings.PAYMENTS_WEBHOOK_SWEEP_AFTER_SECONDS = 0
@@ -235,7 +246,7 @@ def test_a_lost_enqueue_is_picked_up_by_the_sweeper_and_credited_once(sandbox, s
 def test_a_worker_killed_mid_task_loses_nothing_and_doubles_nothing(sandbox, live_server, settings):
     player = make_player()
     deposit = consented_deposit(player)
-    event = stored_ob_webhook(sandbox["open_banking"], deposit)
+    event = stored_bank_notification(sandbox["berlin_group"], deposit)
 
     doomed = start_worker(live_server.url, queue="doomed", log_name="payments-doomed-worker.log")
     try:
