@@ -45,13 +45,14 @@ def poll_stuck_payments(*, stuck_after: timedelta) -> dict[str, int]:
     ).select_related("provider")
     for deposit in stuck.order_by("created_at")[:500]:
         adapter = providers.adapter_for(deposit.provider)
+        reachable = True
         try:
             result = adapter.fetch_payment_status(deposit=deposit)
             counts["deposits_polled"] += 1
         except (ProviderTimeout, ProviderUnavailable):
             # Unreachable: nothing learnt. Past its expiry the deposit is expired all the same
             # (a payment the provider completes later still credits, flagged as late).
-            result = None
+            result, reachable = None, False
         if result is not None and result.status != PENDING:
             apply_deposit_result(
                 deposit_id=deposit.pk, result=result, source="janitor", reason="polled"
@@ -59,7 +60,7 @@ def poll_stuck_payments(*, stuck_after: timedelta) -> dict[str, int]:
         elif deposit.expires_at <= timezone.now():
             if result is not None and result.is_awaiting_confirmation:
                 continue  # paid in time; the provider is waiting for confirmations
-            outcome = _cancel_at_provider(adapter, deposit)
+            outcome = _cancel_at_provider(adapter, deposit) if reachable else None
             if outcome == CANCELLED:
                 counts["deposits_cancelled_at_provider"] += 1
             elif outcome is None:

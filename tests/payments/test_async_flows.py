@@ -359,9 +359,12 @@ def test_final_state_is_notified_to_the_casino_signed(sandbox, casino):
         "succeeded",
         "20.01",
     )
+    assert payload["event"] == "deposit.succeeded"
     notification = wait_for(
         lambda: Notification.objects.filter(status="delivered").first(), what="delivered"
     )
+    # The casino deduplicates on the event id, in the header and in the signed body.
+    assert headers["Casino-Event-Id"] == payload["event_id"] == str(notification.event_id)
     assert notification.attempts == 1
     assert notification.attempt_log.get().status_code == 200
 
@@ -393,3 +396,7 @@ def test_a_failing_casino_endpoint_is_retried_with_backoff_and_can_be_resent(san
     )
     assert Notification.objects.get(pk=notification.pk).attempts == 2
     assert len(casino.received) == 2
+    # A re-send is the same event: the same id, so a casino that got the first one ignores it.
+    (first_headers, first_body), (again_headers, again_body) = casino.received
+    assert first_headers["Casino-Event-Id"] == again_headers["Casino-Event-Id"]
+    assert json.loads(first_body)["event_id"] == json.loads(again_body)["event_id"]
