@@ -110,7 +110,7 @@ def test_histories_through_http_and_the_real_worker_keep_the_money_right(
             sent += 1
         # One at a time, as the model applies them: wait for the worker before the next.
         wait_for(
-            lambda: (
+            lambda sent=sent: (
                 WebhookEvent.objects.filter(
                     provider=adyen, body__contains=deposit.reference, processed_at__isnull=False
                 ).count()
