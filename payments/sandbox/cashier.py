@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from wallets import selectors
+from wallets.client_ip import client_ip
 from wallets.errors import DomainError
 from wallets.models import Currency, Player
 
@@ -46,7 +47,7 @@ def cashier(request):
                 currency=form.cleaned_data["currency"].code,
                 idempotency_key=f"cashier-{uuid.uuid4()}",
                 return_url=back,
-                ip=request.META.get("REMOTE_ADDR"),
+                ip=client_ip(request),
             )
         except DomainError as refusal:
             reasons = ", ".join(refusal.details.get("reasons", []))
