@@ -15,6 +15,7 @@ from django.db.models import Max, Q, Sum
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
+from wallets import fingerprints
 from wallets.models import Account, JournalEntry, Player, Posting
 from wallets.money import quantize_money
 
@@ -146,7 +147,9 @@ def load_activity(player_ids, *, now, span: timedelta) -> dict[int, rules.Activi
                 at=at,
                 currency=currency,
                 amount=quantize_money(abs(Decimal(amount)), currency),
-                instrument=fp or "",
+                # An entry keeps the fingerprint version it was written with (the ledger is
+                # append-only): read on the current key version, it meets its newer twins.
+                instrument=fingerprints.upgrade(fp) if fp else "",
                 instrument_type=fp_type or "",
             )
         )

@@ -412,6 +412,14 @@ PAYMENTS_TASK_QUEUE = env.str("PAYMENTS_TASK_QUEUE", default="")
 if PAYMENTS_TASK_QUEUE:
     CELERY_TASK_ROUTES = {"payments.*": {"queue": PAYMENTS_TASK_QUEUE}}
 
+# Secrets at rest, instrument fingerprints, client addresses (docs/security.md).
+# Keys of the instrument-fingerprint HMAC, "<version>:<key>", every version from 1 up (each
+# wraps the one before; never drop one). Empty: one key derived from SECRET_KEY (the demo).
+INSTRUMENT_FINGERPRINT_KEYS = env.list("INSTRUMENT_FINGERPRINT_KEYS", default=[])
+# The reverse proxies in front of the app (IPs, CIDRs), outermost first: X-Forwarded-For is
+# believed only through them; empty means REMOTE_ADDR is the client (wallets/client_ip.py).
+CLIENT_IP_TRUSTED_PROXIES = env.list("CLIENT_IP_TRUSTED_PROXIES", default=[])
+
 # --- reconciliation ------------------------------------------------------------------------
 
 # Matching defaults for a provider without its own ProviderPolicy row (admin).

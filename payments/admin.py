@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 
 from wallets.admin_kit import ActionFormMixin, ReadOnlyAdmin, ReadOnlyInline
+from wallets.secret_box import UnreadableSecret
 
 from . import services, tasks
 from .models import (
@@ -47,14 +48,42 @@ class RefundForm(forms.Form):
 # --- providers ----------------------------------------------------------------------------
 
 
-class ProviderForm(forms.ModelForm):
-    """Secrets are write-only: never rendered back; left blank, the stored value stays."""
+class WriteOnlyTextarea(forms.Textarea):
+    """A textarea that never renders a value, not even the one just typed into a form that
+    came back with an error: a secret is only ever sent to the server."""
 
-    api_key = forms.CharField(
-        required=False, widget=forms.PasswordInput(render_value=False), help_text="Write-only."
+    def format_value(self, value):
+        return None
+
+
+def _write_only(label: str, *, multiline: bool = False, max_length: int | None = None):
+    widget = (
+        WriteOnlyTextarea(attrs={"rows": 4, "autocomplete": "off"})
+        if multiline
+        else forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
     )
-    webhook_secret = forms.CharField(
-        required=False, widget=forms.PasswordInput(render_value=False), help_text="Write-only."
+    return forms.CharField(
+        label=label, required=False, strip=False, widget=widget, max_length=max_length
+    )
+
+
+class ProviderForm(forms.ModelForm):
+    """Secrets are write-only: never rendered back; left blank, the stored value stays; a box
+    removes one. They are the `api_key` and `webhook_secret` columns and the secret keys of
+    `options` (PaymentProvider.SECRET_OPTIONS), which get fields of their own here: the
+    options box shows and takes only the other keys. All of them are stored encrypted."""
+
+    api_key = _write_only("API key", max_length=300)
+    webhook_secret = _write_only("Webhook secret", max_length=300)
+    webhook_password = _write_only("Webhook password (Adyen Basic auth)", max_length=300)
+    tpp_signing_key = _write_only(
+        "TPP signing key (Berlin Group, encrypted PKCS#8 PEM)", multiline=True
+    )
+    clear_secrets = forms.MultipleChoiceField(
+        label="Remove stored secrets",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        choices=[(name, name) for name in PaymentProvider.SECRET_NAMES],
     )
 
     class Meta:
@@ -76,11 +105,83 @@ class ProviderForm(forms.ModelForm):
             "options",
         ]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        stored = self._stored()
+        # The JSON box shows the non-secret options only.
+        self.initial["options"] = {
+            k: v
+            for k, v in (self.initial.get("options") or {}).items()
+            if k not in PaymentProvider.SECRET_OPTIONS
+        }
+        for name in PaymentProvider.SECRET_NAMES:
+            self.fields[name].help_text = self._status(name, stored.get(name))
+
+    def _stored(self) -> dict:
+        provider = self.instance
+        if not provider.pk:
+            return {}
+        options = provider.options if isinstance(provider.options, dict) else {}
+        return {
+            "api_key": provider.api_key,
+            "webhook_secret": provider.webhook_secret,
+            **{k: options[k] for k in PaymentProvider.SECRET_OPTIONS if k in options},
+        }
+
+    def _status(self, name: str, value) -> str:
+        """What is stored, never the value: an operator can see that a secret is set (or
+        unreadable after a key change) without it ever reaching the browser."""
+        if isinstance(value, UnreadableSecret):
+            state = "Stored, but no configured key decrypts it: enter it again."
+        elif value:
+            state = "Stored (encrypted). Leave blank to keep it."
+        else:
+            state = "Not set."
+        if self.instance.code:
+            env_name = f"PAYMENTS_{self.instance.code.upper().replace('-', '_')}_{name.upper()}"
+            state += f" {env_name} in the environment overrides it."
+        return state
+
+    def clean_options(self):
+        options = self.cleaned_data.get("options")
+        if options in (None, ""):
+            options = {}
+        if not isinstance(options, dict):
+            raise forms.ValidationError("Options are a JSON object.")
+        typed = sorted(set(options) & set(PaymentProvider.SECRET_OPTIONS))
+        if typed:
+            raise forms.ValidationError(
+                f"{', '.join(typed)} is a secret: use its write-only field, not the options."
+            )
+        return options
+
     def clean(self):
         data = super().clean()
-        for name in ("api_key", "webhook_secret"):
-            if not data.get(name) and self.instance.pk:
-                data[name] = getattr(self.instance, name)
+        stored = self._stored()
+        removed = set(data.get("clear_secrets") or [])
+        for name in PaymentProvider.SECRET_NAMES:
+            if data.get(name) and name in removed:
+                self.add_error(name, "Either enter a new value or remove it, not both.")
+        secrets = {}
+        for name in PaymentProvider.SECRET_NAMES:
+            if data.get(name):
+                secrets[name] = data[name]
+            elif name not in removed and stored.get(name) is not None:
+                # An UnreadableSecret is kept as it is: its token goes back unchanged.
+                secrets[name] = stored[name]
+            else:
+                secrets[name] = ""
+        data["api_key"] = secrets["api_key"]
+        data["webhook_secret"] = secrets["webhook_secret"]
+        if "options" in data:
+            data["options"] = {
+                **data["options"],
+                **{
+                    k: secrets[k]
+                    for k in PaymentProvider.SECRET_OPTIONS
+                    if secrets[k] or isinstance(secrets[k], UnreadableSecret)
+                },
+            }
         return data
 
 
@@ -107,8 +208,32 @@ class PaymentProviderAdmin(admin.ModelAdmin):
     filter_horizontal = ["currencies"]
     inlines = [MethodInline]
     fieldsets = [
-        (None, {"fields": ["code", "name", "kind", "is_enabled", "api_base_url", "merchant_id"]}),
-        ("Credentials (write-only)", {"fields": ["api_key", "webhook_secret"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "code",
+                    "name",
+                    "kind",
+                    "protocol",
+                    "is_enabled",
+                    "api_base_url",
+                    "merchant_id",
+                ]
+            },
+        ),
+        (
+            "Credentials (write-only, encrypted at rest)",
+            {
+                "fields": [
+                    "api_key",
+                    "webhook_secret",
+                    "webhook_password",
+                    "tpp_signing_key",
+                    "clear_secrets",
+                ]
+            },
+        ),
         ("Currencies and fees", {"fields": ["currencies", "fee_percent", "fee_fixed"]}),
         ("Behaviour", {"fields": ["deposit_timeout_seconds", "options"]}),
     ]
@@ -283,7 +408,9 @@ class WithdrawalAdmin(PaymentAdmin):
         )
 
     def has_review_permission(self, request):
-        return request.user.has_perm("payments.change_withdrawal")
+        # The queue's own permission (docs/roles.md), not change_withdrawal: deciding on a
+        # withdrawal is a service call, never an edit of the row.
+        return request.user.has_perm("payments.review_withdrawals")
 
 
 @admin.register(WithdrawalReviewQueue)

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from wallets.api import ERRORS, ErrorSerializer
 from wallets.auth import PlayerPrincipal
+from wallets.client_ip import client_ip
 from wallets.money import quantize_money
 
 from . import services
@@ -43,7 +44,7 @@ class IsPlayer(permissions.BasePermission):
 
 
 def _client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+    return client_ip(request)
 
 
 def _created_or_replayed(payment) -> int:

@@ -21,6 +21,8 @@ from schwifty.exceptions import (
     SchwiftyException,
 )
 
+from wallets import fingerprints
+
 from .errors import InvalidInstrument
 
 NETWORKS = {"bitcoin": {"BTC"}, "ethereum": {"ETH", "USDT"}, "tron": {"USDT"}}
@@ -207,9 +209,11 @@ def _normalise_identifier(kind: str, identifier: str) -> str:
 
 
 def instrument_fingerprint(kind: str, identifier: str) -> str:
-    """A stable SHA-256 hex naming one payment instrument (IBAN, wallet account, crypto
+    """A stable, keyed fingerprint naming one payment instrument (IBAN, wallet account, crypto
     address, card fingerprint or token) without carrying it: the ledger and compliance group
-    players by this, never by the raw identifier. The kind is part of the hash, so an IBAN
-    paid from and an IBAN paid to give the same fingerprint, and identifiers of different
-    kinds never collide."""
-    return hashlib.sha256(f"{kind}:{_normalise_identifier(kind, identifier)}".encode()).hexdigest()
+    players by this, never by the raw identifier. "v<N>:<hex>", an HMAC-SHA256 under the
+    current INSTRUMENT_FINGERPRINT_KEYS (wallets/fingerprints.py: versions, rotation), so an
+    IBAN cannot be confirmed by hashing guesses. The kind is part of the input, so an IBAN paid
+    from and an IBAN paid to give the same fingerprint, and identifiers of different kinds
+    never collide."""
+    return fingerprints.fingerprint(kind, _normalise_identifier(kind, identifier))

@@ -16,11 +16,21 @@ from django.db import models
 from django.db.models import F, Q
 
 from wallets.models import MONEY, Currency, Player
+from wallets.secret_box import EncryptedKeysJSONField, EncryptedTextField
 
 from .instruments import instrument_fingerprint
 
+# Secrets a connector keeps in `PaymentProvider.options`: Adyen's Basic-auth password of the
+# webhook endpoint; Berlin Group's TPP signing key (PKCS#8 PEM, itself encrypted with the
+# api_key as passphrase). A new connector with a secret option adds its key here.
+SECRET_OPTIONS = ("webhook_password", "tpp_signing_key")
+
 
 class PaymentProvider(models.Model):
+    SECRET_OPTIONS = SECRET_OPTIONS
+    # Every secret `providers.base.provider_secret` reads: two columns and the secret options.
+    SECRET_NAMES = ("api_key", "webhook_secret", *SECRET_OPTIONS)
+
     class Kind(models.TextChoices):
         CARD = "card"
         EWALLET = "ewallet", "E-wallet"
@@ -45,10 +55,12 @@ class PaymentProvider(models.Model):
         max_length=300, help_text="Where the adapter sends requests (the sandbox in the demo)."
     )
     # Secrets: the environment wins (PAYMENTS_<CODE>_API_KEY / _WEBHOOK_SECRET, code upper-cased
-    # with dashes as underscores); the database columns serve operators who set them in the
-    # admin, where they are write-only.
-    api_key = models.CharField(max_length=300, blank=True)
-    webhook_secret = models.CharField(max_length=300, blank=True)
+    # with dashes as underscores; `providers.base.provider_secret`); the database columns serve
+    # operators who set them in the admin, where they are write-only. Encrypted at rest with
+    # the cipher game-provider secrets use (wallets/secret_box.py): the attribute is the clear
+    # value, the column a Fernet token.
+    api_key = EncryptedTextField(blank=True)
+    webhook_secret = EncryptedTextField(blank=True)
     merchant_id = models.CharField(max_length=100, blank=True)
     currencies = models.ManyToManyField(Currency, related_name="+", blank=True)
     fee_percent = models.DecimalField(max_digits=6, decimal_places=4, default=Decimal(0))
@@ -57,8 +69,9 @@ class PaymentProvider(models.Model):
         default=30 * 60, help_text="A deposit not completed by then is expired by the janitor."
     )
     # Protocol-specific settings, e.g. {"confirmations": {"BTC": 2}} for BTCPay, the merchant's
-    # e-mail for Skrill (`docs/payments.md` lists each protocol's keys).
-    options = models.JSONField(default=dict, blank=True)
+    # e-mail for Skrill (`docs/payments.md` lists each protocol's keys). The keys named in
+    # SECRET_OPTIONS hold secrets: encrypted at rest, write-only in the admin.
+    options = EncryptedKeysJSONField(default=dict, blank=True, secret_keys=SECRET_OPTIONS)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -140,7 +153,8 @@ class Deposit(fsm.FSMModelMixin, models.Model):
     # What the provider said the player paid from (`instruments.instrument_fingerprint`);
     # written into the deposit's ledger entry for compliance's shared-instrument rules.
     payer_instrument_type = models.CharField(max_length=16, blank=True)
-    payer_instrument_fingerprint = models.CharField(max_length=64, blank=True, db_index=True)
+    # "v<key version>:<HMAC hex>" (80 leaves room for the version prefix).
+    payer_instrument_fingerprint = models.CharField(max_length=80, blank=True, db_index=True)
     # The payer's name as the provider reports it (card holder, wallet or bank account
     # holder), when it does: third-party funding shows as a name that is not the player's.
     payer_name = models.CharField(max_length=140, blank=True)
@@ -403,6 +417,10 @@ class WithdrawalReviewQueue(Withdrawal):
         proxy = True
         verbose_name = "withdrawal awaiting review"
         verbose_name_plural = "withdrawal review queue"
+        # The queue's own permissions (docs/roles.md): view_withdrawalreviewqueue opens it,
+        # review_withdrawals approves or rejects (in the queue and on the withdrawals page);
+        # no role needs to change a withdrawal row to decide on it.
+        permissions = [("review_withdrawals", "Can approve or reject withdrawals in review")]
 
 
 class WithdrawalApproval(models.Model):

@@ -14,7 +14,6 @@ bonus expense account once it was forfeited. The game house account of the provi
 (system code = provider code) is on the other side and is never locked (rolled up).
 """
 
-import base64
 import functools
 import hashlib
 import hmac
@@ -24,9 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.fernet import InvalidToken, MultiFernet
 from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ImproperlyConfigured
@@ -34,7 +31,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import bonus_services, money, services
+from . import bonus_services, money, secret_box, services
 from .bonus_services import LockedWallet, MaxBetExceeded
 from .errors import (
     BadPrecision,
@@ -137,27 +134,8 @@ class BetSettled(DomainError):
 
 
 def _cipher() -> MultiFernet:
-    keys = tuple(settings.GAME_PROVIDER_SECRET_KEYS)
-    if not keys:
-        # The demo has no key configured: derive one from SECRET_KEY, so rotating SECRET_KEY
-        # there makes stored provider secrets unreadable (production sets its own keys).
-        keys = (_derived_key(settings.SECRET_KEY),)
-    return _cipher_for(keys)
-
-
-@functools.lru_cache(maxsize=8)
-def _derived_key(secret_key: str) -> bytes:
-    derived = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=b"wallets.game-provider-secret"
-    ).derive(secret_key.encode())
-    return base64.urlsafe_b64encode(derived)
-
-
-# Keyed by the key material itself, so changed settings (a test override, a key rotation on
-# restart) build a new cipher; every signed call needs one, and building it is not free.
-@functools.lru_cache(maxsize=8)
-def _cipher_for(keys: tuple) -> MultiFernet:
-    return MultiFernet([Fernet(key) for key in keys])
+    # The one rotatable cipher every stored provider secret uses (wallets/secret_box.py).
+    return secret_box.cipher()
 
 
 def _store_secret(provider: GameProvider) -> str:

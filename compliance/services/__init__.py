@@ -7,7 +7,8 @@
 - `cases`: alerts, the case each joins, and what an officer does with a case;
 - `screening`: storing an OFAC list, screening players against it;
 - `risk`: the player's risk score and band;
-- `audit`: the audit trail and the role, reason and transition checks of staff actions.
+- `audit`: the audit trail and the role, reason and transition checks of staff actions;
+- `instruments`: compliance's stored instrument fingerprints kept on the current key version.
 
 Callers use this package as one module (`from compliance import services`,
 `services.assess_deposit(...)`); the subject modules import each other directly, never this
@@ -55,6 +56,7 @@ from .decisions import (
     minimum_age,
 )
 from .gambling import self_exclude, set_deposit_limit
+from .instruments import rekey_instrument_fingerprints, stale_instrument_fingerprints
 from .kyc import (
     LEVEL_DOCUMENTS,
     expire_kyc_documents,
@@ -95,6 +97,7 @@ __all__ = [
     "raise_event_alert",
     "recompute_risk",
     "record_sar",
+    "rekey_instrument_fingerprints",
     "request_documents",
     "rescreen_all_players",
     "resolve_alert",
@@ -105,6 +108,7 @@ __all__ = [
     "self_exclude",
     "set_deposit_limit",
     "set_kyc_level",
+    "stale_instrument_fingerprints",
     "start_investigation",
     "submit_verification",
     "valid_document_types",

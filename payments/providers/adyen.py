@@ -47,7 +47,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 from datetime import datetime
 
 from wallets.errors import UnknownCurrency
@@ -76,6 +75,7 @@ from .base import (
     ProviderUnavailable,
     WebhookAck,
     from_minor_units,
+    provider_secret,
     signatures_match,
     to_minor_units,
 )
@@ -501,8 +501,7 @@ class AdyenConnector(PaymentAdapter):
         return WebhookAck(status=200, body=b"[accepted]", content_type="text/plain")
 
     def _webhook_password(self) -> str:
-        env_name = f"PAYMENTS_{self.provider.code.upper().replace('-', '_')}_WEBHOOK_PASSWORD"
-        return os.environ.get(env_name) or str(self.provider.options.get("webhook_password", ""))
+        return provider_secret(self.provider, "webhook_password")
 
     def _check_basic_auth(self, headers: dict) -> None:
         username = str(self.provider.options.get("webhook_username", ""))

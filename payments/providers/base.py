@@ -161,9 +161,23 @@ _clients_lock = threading.Lock()
 
 
 def provider_secret(provider, name: str) -> str:
-    """`PAYMENTS_<CODE>_<NAME>` from the environment, else the provider's database column."""
-    env_name = f"PAYMENTS_{provider.code.upper().replace('-', '_')}_{name.upper()}"
-    return os.environ.get(env_name) or getattr(provider, name.lower())
+    """`PAYMENTS_<CODE>_<NAME>` from the environment, else what the provider row stores: the
+    `api_key` or `webhook_secret` column, or a secret key of `options` (`SECRET_OPTIONS`:
+    `webhook_password`, `tpp_signing_key`). The row holds them encrypted; the model decrypts
+    on load, so this returns the clear value, "" when nothing is set — and "" when the stored
+    token opens with none of the configured keys (logged by the model): every check that needs
+    the secret then fails closed. Asking for a name that is not a provider secret is a bug."""
+    attribute = name.lower()
+    if attribute not in provider.SECRET_NAMES:
+        raise ValueError(f"{name!r} is not a payment provider secret")
+    env_name = f"PAYMENTS_{provider.code.upper().replace('-', '_')}_{attribute.upper()}"
+    if from_env := os.environ.get(env_name):
+        return from_env
+    if attribute in provider.SECRET_OPTIONS:
+        stored = (provider.options or {}).get(attribute, "")
+    else:
+        stored = getattr(provider, attribute)
+    return str(stored) if isinstance(stored, str) else ""
 
 
 def hmac_sha256(secret: str | bytes, message: bytes) -> str:

@@ -62,6 +62,7 @@ from .base import (
     ProviderUnavailable,
     money,
     parse_decimal,
+    provider_secret,
 )
 
 log = logging.getLogger(__name__)
@@ -236,7 +237,9 @@ class BerlinGroupConnector(PaymentAdapter):
     def _seal(self):
         try:
             return _load_seal(
-                self._option("tpp_certificate"), self._option("tpp_signing_key"), self.api_key
+                self._option("tpp_certificate"),
+                provider_secret(self.provider, "tpp_signing_key"),
+                self.api_key,
             )
         except (ValueError, TypeError) as exc:
             # Never log the key or the passphrase: only that they do not load.

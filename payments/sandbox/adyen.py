@@ -530,7 +530,7 @@ def webhooks(payment, outcome, *, provider, signed_right):
     headers = {"Content-Type": "application/json"}
     username = provider.options.get("webhook_username")
     if username:
-        password = provider.options.get("webhook_password", "")
+        password = provider_secret(provider, "webhook_password")
         token = base64.b64encode(f"{username}:{password}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
     return [(body, headers)]

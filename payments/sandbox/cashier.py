@@ -15,6 +15,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from wallets import selectors
+from wallets.client_ip import client_ip
 from wallets.errors import DomainError
 from wallets.models import Currency, Player
 
@@ -67,7 +68,7 @@ def cashier(request):
                 idempotency_key=attempt,
                 # The provider sends the player back here, to the attempt that left.
                 return_url=f"{back}&{urlencode({'attempt': attempt})}",
-                ip=request.META.get("REMOTE_ADDR"),
+                ip=client_ip(request),
             )
         except DomainError as refusal:
             reasons = ", ".join(refusal.details.get("reasons", []))

@@ -1,3 +1,4 @@
+import json
 from decimal import Decimal
 
 import pytest
@@ -6,6 +7,7 @@ from django.contrib.auth import get_user_model
 from compliance.models import KycLevel
 from payments import services
 from payments.models import PaymentProvider, Withdrawal
+from payments.providers.base import provider_secret
 from tests.payments.factories import fund, key, make_player
 
 pytestmark = pytest.mark.django_db
@@ -31,13 +33,91 @@ def in_review(providers, amount="6000.00"):
     )
 
 
-def test_provider_secrets_are_never_rendered_in_the_admin(client, providers):
+def provider_secrets(provider) -> dict[str, str]:
+    return {
+        name: provider_secret(provider, name)
+        for name in PaymentProvider.SECRET_NAMES
+        if provider_secret(provider, name)
+    }
+
+
+@pytest.mark.parametrize("protocol", ["stripe", "adyen", "skrill", "btcpay", "berlin_group"])
+def test_provider_secrets_are_never_rendered_in_the_admin(client, providers, protocol):
     client.force_login(superuser("admin"))
-    card = providers["stripe"]
-    page = client.get(f"/admin/payments/paymentprovider/{card.pk}/change/")
+    provider = PaymentProvider.objects.get(pk=providers[protocol].pk)
+    page = client.get(f"/admin/payments/paymentprovider/{provider.pk}/change/")
     assert page.status_code == 200
-    assert card.api_key not in page.content.decode()
-    assert card.webhook_secret not in page.content.decode()
+    html = page.content.decode()
+    secrets = provider_secrets(provider)
+    assert secrets
+    for name, value in secrets.items():
+        assert value not in html, name
+        assert value[-8:] not in html, name
+        assert "Stored (encrypted)" in html
+    # The options box shows the other options only.
+    for name in PaymentProvider.SECRET_OPTIONS:
+        assert f"&quot;{name}&quot;" not in html
+
+
+def provider_form_data(provider, **changes):
+    from payments.admin import ProviderForm
+
+    form = ProviderForm(instance=provider)
+    data = {
+        "code": provider.code,
+        "name": provider.name,
+        "kind": provider.kind,
+        "protocol": provider.protocol,
+        "is_enabled": "on",
+        "api_base_url": provider.api_base_url,
+        "merchant_id": provider.merchant_id,
+        "currencies": [c.code for c in provider.currencies.all()],
+        "fee_percent": "0",
+        "fee_fixed": "0",
+        "deposit_timeout_seconds": "1800",
+        "options": form["options"].value(),
+    }
+    return {**data, **changes}
+
+
+def test_secret_options_are_write_only_kept_when_blank_and_removable(providers):
+    from payments.admin import ProviderForm
+
+    adyen = PaymentProvider.objects.get(pk=providers["adyen"].pk)
+    password = adyen.options["webhook_password"]
+    username = adyen.options["webhook_username"]
+
+    form = ProviderForm(provider_form_data(adyen, name="Kept"), instance=adyen)
+    assert form.is_valid(), form.errors
+    form.save()
+    saved = PaymentProvider.objects.get(pk=adyen.pk)
+    assert (saved.name, saved.options["webhook_password"]) == ("Kept", password)
+    assert saved.options["webhook_username"] == username
+
+    form = ProviderForm(provider_form_data(saved, webhook_password="new-pw"), instance=saved)
+    assert form.is_valid(), form.errors
+    form.save()
+    saved = PaymentProvider.objects.get(pk=adyen.pk)
+    assert provider_secret(saved, "webhook_password") == "new-pw"
+
+    form = ProviderForm(
+        provider_form_data(saved, clear_secrets=["webhook_password", "api_key"]), instance=saved
+    )
+    assert form.is_valid(), form.errors
+    form.save()
+    saved = PaymentProvider.objects.get(pk=adyen.pk)
+    assert "webhook_password" not in saved.options and saved.api_key == ""
+    assert saved.webhook_secret == adyen.webhook_secret
+
+
+def test_a_secret_typed_into_the_options_box_is_refused(providers):
+    from payments.admin import ProviderForm
+
+    adyen = PaymentProvider.objects.get(pk=providers["adyen"].pk)
+    options = json.dumps({"webhook_username": "u", "webhook_password": "typed-in-clear"})
+    form = ProviderForm(provider_form_data(adyen, options=options), instance=adyen)
+    assert not form.is_valid()
+    assert "write-only field" in str(form.errors["options"])
 
 
 def test_saving_the_provider_form_with_blank_secrets_keeps_the_stored_ones(providers):
