@@ -49,6 +49,13 @@ class NonPositiveAmount(DomainError):
     http_status = 400
 
 
+class AmountOutOfRange(DomainError):
+    """The amount is not a plain decimal number a money column can hold (NUMERIC(28, 8))."""
+
+    code = "amount_out_of_range"
+    http_status = 400
+
+
 class IdempotencyConflict(DomainError):
     """This idempotency key was already used for a different request."""
 

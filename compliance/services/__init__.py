@@ -54,7 +54,7 @@ from .decisions import (
     is_blocked_country,
     minimum_age,
 )
-from .gambling import self_exclude, set_deposit_limit
+from .gambling import MAX_EXCLUSION_DAYS, self_exclude, set_deposit_limit
 from .kyc import (
     LEVEL_DOCUMENTS,
     expire_kyc_documents,
@@ -69,6 +69,7 @@ from .screening import import_sdn, rescreen_all_players, screen_player
 
 __all__ = [
     "LEVEL_DOCUMENTS",
+    "MAX_EXCLUSION_DAYS",
     "Decision",
     "active_self_exclusion",
     "add_case_note",
