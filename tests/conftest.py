@@ -54,3 +54,13 @@ def page(browser):
     page = context.new_page()
     yield page
     context.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counters():
+    """Throttle counters live in the cache; every test starts with a full budget, or the
+    suite's many 401 assertions (all from 127.0.0.1) would lock the address out."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
