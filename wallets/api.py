@@ -70,6 +70,8 @@ class PlayerSerializer(serializers.ModelSerializer):
     country = strict.CountryField(required=False, allow_blank=True)
     date_of_birth = strict.BoundedDateField(
         required=False,
+        # Null in answers (a player registered without one); refused in requests, below.
+        allow_null=True,
         help_text="YYYY-MM-DD, from 1900 to today. Omit it if unknown; empty or null is refused.",
     )
 
@@ -86,6 +88,11 @@ class PlayerSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = ["status", "created_at"]
+
+    def validate_date_of_birth(self, value):
+        if value is None:
+            raise serializers.ValidationError("Send a date, or leave the field out.")
+        return value
 
 
 class RegisterPlayerView(APIView):
