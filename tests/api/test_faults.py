@@ -1,6 +1,7 @@
 """Faults answer cleanly: a database or broker outage is 503 `service_unavailable` with
 Retry-After, nothing is half-written, and the retried call succeeds exactly once."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -9,12 +10,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from decimal import Decimal
 from pathlib import Path
 from unittest import mock
 
+import httpx
 import kombu.exceptions
 import pytest
 from django.db import InterfaceError, OperationalError
@@ -145,7 +145,7 @@ class PrivateCluster:
         command = [str(self.bin / argv[0]), *argv[1:]]
         if self.as_root:
             command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, capture_output=True, timeout=120)
+        subprocess.run(command, check=True, capture_output=True, timeout=120)  # noqa: S603 (our argv)
 
     def init(self) -> None:
         self.run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
@@ -170,10 +170,8 @@ class PrivateCluster:
         self.run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def destroy(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.stop()
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
     @property
@@ -206,7 +204,7 @@ print(f"{cash}|{bets}")
 
 
 def _manage(env, *argv, timeout=300) -> str:
-    done = subprocess.run(
+    done = subprocess.run(  # noqa: S603 (our own manage.py)
         [sys.executable, "manage.py", *argv],
         cwd=REPO,
         env=env,
@@ -231,10 +229,10 @@ def _signed_bet(base_url: str, credentials: dict, amount: str, tx: str):
         }
     ).encode()
     ts = str(int(time.time()))
-    request = urllib.request.Request(
+    response = httpx.post(
         base_url + "/api/v1/game-wallet/bet",
-        data=body,
-        method="POST",
+        content=body,
+        timeout=30,
         headers={
             "Content-Type": "application/json",
             "X-Game-Key": credentials["key_id"],
@@ -244,11 +242,7 @@ def _signed_bet(base_url: str, credentials: dict, amount: str, tx: str):
             ),
         },
     )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (our server)
-            return response.status, dict(response.headers), json.loads(response.read())
-    except urllib.error.HTTPError as refused:
-        return refused.code, dict(refused.headers), json.loads(refused.read())
+    return response.status_code, response.headers, response.json()
 
 
 @pytest.fixture
@@ -278,7 +272,7 @@ def test_postgres_stopped_under_a_running_server_is_a_503_and_the_retry_succeeds
     _manage(env, "migrate", "--noinput")
     credentials = json.loads(_manage(env, "shell", "-c", SETUP).strip().splitlines()[-1])
     port = _free_port()
-    server = subprocess.Popen(
+    server = subprocess.Popen(  # noqa: S603 (our own manage.py)
         [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
         cwd=REPO,
         env=env,
