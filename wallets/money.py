@@ -57,7 +57,10 @@ def validate_amount(amount, currency: str, *, allow_negative: bool = False) -> D
         value = amount
     elif isinstance(amount, str):
         try:
-            value = rules.parse_amount(amount, allow_zero=True, allow_negative=True)
+            # Any number of decimals here: more than the currency has is `bad_precision` below.
+            value = rules.parse_amount(
+                amount, allow_zero=True, allow_negative=True, max_decimals=rules.AMOUNT_MAX_LENGTH
+            )
         except rules.InputError as error:
             raise AmountOutOfRange(f"{amount!r}: {error}", amount=amount) from None
     elif isinstance(amount, int | float) and not isinstance(amount, bool):
