@@ -9,13 +9,13 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from inputs import fields as strict
+from inputs.parsers import StrictFormParser, StrictMultiPartParser
 from wallets.api import ERRORS, player_in_scope
 from wallets.auth import PlayerPrincipal
-from wallets.models import Currency
 from wallets.money import quantize_money
 
 from . import selectors, services
@@ -57,18 +57,26 @@ class DepositLimitSerializer(serializers.Serializer):
 
 
 class SetDepositLimitSerializer(serializers.Serializer):
-    currency = serializers.SlugRelatedField(slug_field="code", queryset=Currency.objects.all())
+    currency = strict.CurrencyField()
     period = serializers.ChoiceField(choices=DepositLimit.Period.choices)
-    amount = serializers.CharField(
-        allow_null=True, help_text="Decimal string; null removes the limit (after cooling-off)."
+    amount = strict.AmountField(
+        allow_null=True,
+        help_text="Decimal string, at most the currency's decimals; null removes the limit "
+        "(after cooling-off).",
     )
 
 
 class ExclusionSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=SelfExclusion.Kind.choices)
-    days = serializers.IntegerField(required=False, min_value=1)
-    permanent = serializers.BooleanField(default=False)
-    reason = serializers.CharField(required=False, allow_blank=True, default="")
+    days = strict.StrictIntegerField(
+        required=False,
+        min_value=1,
+        max_value=services.MAX_EXCLUSION_DAYS,
+        help_text="Time-out 1-42, self-exclusion 180 up to "
+        f"{services.MAX_EXCLUSION_DAYS}; longer: permanent.",
+    )
+    permanent = strict.StrictBooleanField(default=False)
+    reason = strict.TextField(required=False, allow_blank=True, default="", max_length=2000)
     starts_at = serializers.DateTimeField(read_only=True)
     ends_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
@@ -108,7 +116,7 @@ class DepositLimitView(APIView):
         data = incoming.validated_data
         limit = services.set_deposit_limit(
             player=player,
-            currency=data["currency"].code,
+            currency=data["currency"],
             period=data["period"],
             amount=data["amount"],
             actor=request.user if request.user.pk else None,
@@ -171,7 +179,7 @@ class SubmitVerificationSerializer(serializers.Serializer):
 
     target_level = serializers.ChoiceField(choices=list(services.LEVEL_DOCUMENTS))
     id_document = serializers.FileField(required=False)
-    id_document_expires_on = serializers.DateField(required=False)
+    id_document_expires_on = strict.BoundedDateField(required=False, future_days=50 * 366)
     proof_of_address = serializers.FileField(required=False)
     source_of_funds = serializers.FileField(required=False)
 
@@ -186,7 +194,7 @@ class SubmitVerificationSerializer(serializers.Serializer):
 class SubmitVerificationView(APIView):
     """Upload documents (multipart) for an officer to review."""
 
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [StrictMultiPartParser, StrictFormParser]
 
     @extend_schema(
         request={"multipart/form-data": SubmitVerificationSerializer},

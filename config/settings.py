@@ -61,6 +61,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # /api/: control characters in URLs, auth-failure lockout, 503 on outages, JSON errors.
+    "config.api_middleware.ApiGuardMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -224,11 +226,43 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # JSON bodies only (amounts as strings, booleans as JSON booleans); the upload endpoints
+    # take multipart. Both refuse NUL and lone surrogates anywhere (inputs/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["inputs.parsers.StrictJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "config.api_schema.ApiAutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "config.api_errors.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
+    # Throttles (config/throttles.py), counted in the default cache: per player, per casino
+    # server user, per game provider, and failed authentications per client address.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "config.throttles.PlayerRateThrottle",
+        "config.throttles.CasinoServerRateThrottle",
+        "config.throttles.GameProviderRateThrottle",
+    ],
+    # "<count>/<second|minute|hour|day>"; see docs/api.md for what each protects.
+    "DEFAULT_THROTTLE_RATES": {
+        "player": env.str("API_THROTTLE_PLAYER", default="120/minute"),
+        "casino_server": env.str("API_THROTTLE_CASINO_SERVER", default="3000/minute"),
+        "game_provider": env.str("API_THROTTLE_GAME_PROVIDER", default="60000/minute"),
+        "auth_failure": env.str("API_THROTTLE_AUTH_FAILURE", default="30/minute"),
+    },
+    # Proxies in front of the app that append to X-Forwarded-For; 0 (the default) reads the
+    # client address from REMOTE_ADDR, so a client cannot pick its own throttle key.
+    "NUM_PROXIES": env.int("API_TRUSTED_PROXY_COUNT", default=0),
+}
+# The Retry-After a 503 (database or broker unavailable) carries, in seconds.
+API_RETRY_AFTER_SECONDS = env.int("API_RETRY_AFTER_SECONDS", default=5)
+
+# The cache holds the throttle counters. CACHE_URL (or REDIS_URL), e.g.
+# redis://127.0.0.1:6379/1, in production, so every worker process counts against the same
+# budget; neither set, a per-process local-memory cache, which is enough for the demo.
+_CACHE_URL = env.str("CACHE_URL", default="") or env.str("REDIS_URL", default="")
+CACHES = {
+    "default": env.cache_url_config(_CACHE_URL)
+    if _CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
 
 SPECTACULAR_SETTINGS = {

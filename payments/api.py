@@ -16,6 +16,8 @@ from rest_framework import generics, permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from inputs import fields as strict
+from inputs import rules
 from wallets.api import ERRORS, ErrorSerializer
 from wallets.auth import PlayerPrincipal
 from wallets.client_ip import client_ip
@@ -52,19 +54,21 @@ def _created_or_replayed(payment) -> int:
 
 
 def _idempotency_key(request) -> str:
-    key = request.headers.get("Idempotency-Key", "").strip()
-    if not key or len(key) > 200:
+    """The header exactly as sent: 1-200 characters, no control characters, and no
+    surrounding whitespace (refused, not trimmed: `"k "` and `"k"` are different keys)."""
+    try:
+        return rules.check_identifier(request.headers.get("Idempotency-Key", ""), max_length=200)
+    except rules.InputError as error:
         raise serializers.ValidationError(
-            {"Idempotency-Key": "Send an Idempotency-Key header of 1–200 characters."}
-        )
-    return key
+            {"Idempotency-Key": f"Send an Idempotency-Key header of 1-200 characters: {error}"}
+        ) from None
 
 
-class MoneyField(serializers.CharField):
-    """Amounts travel as strings; validation against the currency happens in the service."""
-
-    def to_representation(self, value):
-        return value
+def _url_field(**kwargs):
+    # The callback columns hold 500 characters; a URL never needs surrounding whitespace.
+    return serializers.URLField(
+        required=False, default="", allow_blank=True, max_length=500, **kwargs
+    )
 
 
 class DepositSerializer(serializers.ModelSerializer):
@@ -120,11 +124,11 @@ def _small_json_object(value, *, limit: int = 8192):
 
 
 class CreateDepositSerializer(serializers.Serializer):
-    method = serializers.SlugField()
-    amount = MoneyField(help_text='Decimal as a string, e.g. "25.00".')
-    currency = serializers.CharField(max_length=8)
-    callback_url = serializers.URLField(required=False, default="", allow_blank=True)
-    return_url = serializers.URLField(required=False, default="", allow_blank=True)
+    method = strict.IdentifierField(max_length=64, help_text="A payment method code.")
+    amount = strict.AmountField()
+    currency = strict.CurrencyField()
+    callback_url = _url_field()
+    return_url = _url_field()
     payment_method = serializers.JSONField(
         required=False,
         default=None,
@@ -221,6 +225,14 @@ class DepositDetailsView(APIView):
 
 class InstrumentSerializer(serializers.ModelSerializer):
     provider = serializers.CharField(source="provider.code", read_only=True)
+    identifier = strict.IdentifierField(
+        max_length=200, help_text="Card token, IBAN, wallet id or address."
+    )
+    network = strict.IdentifierField(
+        max_length=16, required=False, allow_blank=True, help_text="Crypto network."
+    )
+    holder_name = strict.TextField(max_length=140, required=False, allow_blank=True)
+    label = strict.TextField(max_length=64, required=False, allow_blank=True)
 
     class Meta:
         model = PayoutInstrument
@@ -236,7 +248,6 @@ class InstrumentSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = ["id", "provider", "is_active", "created_at"]
-        extra_kwargs = {"identifier": {"help_text": "Card token, IBAN, wallet id or address."}}
         validators = []
 
 
@@ -302,10 +313,10 @@ class WithdrawalSerializer(serializers.ModelSerializer):
 
 
 class CreateWithdrawalSerializer(serializers.Serializer):
-    instrument = serializers.IntegerField()
-    amount = MoneyField()
-    currency = serializers.CharField(max_length=8)
-    callback_url = serializers.URLField(required=False, default="", allow_blank=True)
+    instrument = strict.StrictIntegerField(help_text="The id of one of your payout instruments.")
+    amount = strict.AmountField()
+    currency = strict.CurrencyField()
+    callback_url = _url_field()
 
 
 class WithdrawalsView(generics.ListAPIView):

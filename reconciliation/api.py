@@ -2,7 +2,7 @@
 download the daily report. Staff authenticate with a DRF token or session and need the model
 permission named on each view; players never reach these endpoints."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from django.http import HttpResponse
 from django.utils import timezone
@@ -11,6 +11,8 @@ from rest_framework import generics, permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from inputs import fields as strict
+from inputs.parsers import StrictMultiPartParser
 from wallets.api import ERRORS
 from wallets.auth import PlayerPrincipal
 from wallets.money import quantize_money
@@ -18,6 +20,10 @@ from wallets.money import quantize_money
 from . import selectors
 from .models import Break, ReconciliationRun, SettlementImport
 from .services import queueing
+
+# Report dates: nothing in the books predates this; one report covers at most this many days.
+REPORT_EPOCH = date(2000, 1, 1)
+MAX_REPORT_DAYS = 366
 
 
 class HasReconciliationPerm(permissions.BasePermission):
@@ -48,10 +54,15 @@ class ImportSerializer(serializers.ModelSerializer):
         ]
 
 
+def _provider_code(**kwargs):
+    # A slug, exactly as sent: no trimming (a slug has no whitespace to trim).
+    return serializers.SlugField(max_length=64, trim_whitespace=False, **kwargs)
+
+
 class UploadSerializer(serializers.Serializer):
     layout = serializers.ChoiceField(choices=SettlementImport.Layout.choices)
-    provider_code = serializers.SlugField(max_length=64)
-    file = serializers.FileField()
+    provider_code = _provider_code()
+    file = serializers.FileField(max_length=255)
 
 
 class UploadReportView(APIView):
@@ -61,6 +72,7 @@ class UploadReportView(APIView):
 
     permission_classes = [HasReconciliationPerm]
     required_perm = "reconciliation.add_settlementimport"
+    parser_classes = [StrictMultiPartParser]
 
     @extend_schema(
         request={"multipart/form-data": UploadSerializer},
@@ -93,6 +105,8 @@ class ImportDetailView(generics.RetrieveAPIView):
 
 
 class RunSerializer(serializers.ModelSerializer):
+    provider_code = _provider_code(required=False, allow_blank=True)
+
     class Meta:
         model = ReconciliationRun
         fields = [
@@ -211,6 +225,16 @@ class DailyReportView(APIView):
 
 
 class ReportQuery(serializers.Serializer):
-    date_from = serializers.DateField(required=False)
-    date_to = serializers.DateField(required=False)
-    provider_code = serializers.CharField(required=False, max_length=64)
+    date_from = strict.BoundedDateField(required=False, earliest=REPORT_EPOCH, future_days=366)
+    date_to = strict.BoundedDateField(required=False, earliest=REPORT_EPOCH, future_days=366)
+    provider_code = _provider_code(required=False)
+
+    def validate(self, data):
+        date_from, date_to = data.get("date_from"), data.get("date_to")
+        if date_from and date_to and date_from > date_to:
+            raise serializers.ValidationError({"date_from": "Must not be after date_to."})
+        if date_from and date_to and (date_to - date_from).days > MAX_REPORT_DAYS:
+            raise serializers.ValidationError(
+                {"date_to": f"A report spans at most {MAX_REPORT_DAYS} days."}
+            )
+        return data

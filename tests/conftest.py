@@ -104,3 +104,13 @@ def totp_code(device) -> str:
     step = max(totp.t(), device.last_t + 1)
     totp.time = device.t0 + step * device.step
     return f"{totp.token():0{device.digits}d}"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counters():
+    """Throttle counters live in the cache; every test starts with a full budget, or the
+    suite's many 401 assertions (all from 127.0.0.1) would lock the address out."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield

@@ -6,6 +6,7 @@ authenticates as a staff user with a DRF token and the matching model permission
 """
 
 import django_filters
+from django import forms
 from django.conf import settings
 from django.http import Http404
 from django.shortcuts import get_object_or_404
@@ -13,6 +14,8 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from inputs import fields as strict
 
 from . import money, selectors, services
 from .auth import PlayerPrincipal, issue_player_token
@@ -59,6 +62,19 @@ def player_in_scope(request, external_id: str) -> Player:
 
 
 class PlayerSerializer(serializers.ModelSerializer):
+    external_id = strict.IdentifierField(
+        max_length=64, help_text="The player's id on the casino platform, exact."
+    )
+    first_name = strict.TextField(max_length=100, required=False, allow_blank=True)
+    last_name = strict.TextField(max_length=100, required=False, allow_blank=True)
+    country = strict.CountryField(required=False, allow_blank=True)
+    date_of_birth = strict.BoundedDateField(
+        required=False,
+        # Null in answers (a player registered without one); refused in requests, below.
+        allow_null=True,
+        help_text="YYYY-MM-DD, from 1900 to today. Omit it if unknown; empty or null is refused.",
+    )
+
     class Meta:
         model = Player
         fields = [
@@ -72,12 +88,11 @@ class PlayerSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = ["status", "created_at"]
-        extra_kwargs = {"external_id": {"validators": []}}
 
-    def validate_country(self, value: str) -> str:
-        if value and (len(value) != 2 or not value.isalpha()):
-            raise serializers.ValidationError("Use an ISO 3166-1 alpha-2 code, e.g. MT.")
-        return value.upper()
+    def validate_date_of_birth(self, value):
+        if value is None:
+            raise serializers.ValidationError("Send a date, or leave the field out.")
+        return value
 
 
 class RegisterPlayerView(APIView):
@@ -141,8 +156,21 @@ class PlayerBalancesView(APIView):
         return Response(BalanceSerializer(rows, many=True).data)
 
 
+class StatementFilterForm(forms.Form):
+    """Date bounds a database can compare: years 1900-2200 (year 1 minus a time zone
+    overflows)."""
+
+    def clean(self):
+        cleaned = super().clean()
+        for name in ("created_from", "created_to"):
+            value = cleaned.get(name)
+            if value is not None and not 1900 <= value.year <= 2200:
+                self.add_error(name, "Must be between 1900 and 2200.")
+        return cleaned
+
+
 class StatementFilter(django_filters.FilterSet):
-    currency = django_filters.CharFilter(field_name="account__currency_id")
+    currency = django_filters.CharFilter(field_name="account__currency_id", max_length=8)
     kind = django_filters.MultipleChoiceFilter(
         field_name="entry__kind", choices=JournalEntry.Kind.choices
     )
@@ -153,6 +181,7 @@ class StatementFilter(django_filters.FilterSet):
 
     class Meta:
         model = Posting
+        form = StatementFilterForm
         fields = ["currency", "kind", "created_from", "created_to"]
 
 

@@ -49,6 +49,15 @@ class NonPositiveAmount(DomainError):
     http_status = 400
 
 
+class AmountOutOfRange(NonPositiveAmount):
+    """The amount is not a plain decimal number a money column can hold (NUMERIC(28, 8)).
+
+    A kind of "not a usable amount": callers that catch NonPositiveAmount catch it too."""
+
+    code = "amount_out_of_range"
+    http_status = 400
+
+
 class IdempotencyConflict(DomainError):
     """This idempotency key was already used for a different request."""
 

@@ -12,9 +12,12 @@ from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
-from rest_framework import authentication, permissions, serializers, status
+from rest_framework import authentication, exceptions, permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from inputs import fields as strict
+from inputs.parsers import StrictJSONParser
 
 from . import game_services, money
 from .api import ERRORS, ErrorSerializer, IsCasinoServer
@@ -122,50 +125,54 @@ class IsGameProvider(permissions.BasePermission):
 # --- serializers ----------------------------------------------------------------------------
 
 
-def _money_field(note: str = ""):
-    return serializers.CharField(
-        max_length=40,
-        help_text="Decimal as a string, at most the currency's decimals (EUR 2, JPY 0, BTC 8)."
-        + note,
+def _money_field(note: str = "", **kwargs):
+    return strict.AmountField(
+        help_text="Decimal string matching `^[0-9]+(\\.[0-9]+)?$`, at most the currency's "
+        "decimals (EUR 2, JPY 0, BTC 8)." + note,
+        **kwargs,
     )
+
+
+def _id_field(max_length: int = 128, **kwargs):
+    return strict.IdentifierField(max_length=max_length, **kwargs)
 
 
 class BalanceRequest(serializers.Serializer):
-    player_id = serializers.CharField(max_length=64, help_text="The player's id at the casino.")
-    currency = serializers.CharField(max_length=8, help_text="ISO code, e.g. EUR.")
+    player_id = _id_field(64, help_text="The player's id at the casino.")
+    currency = strict.CurrencyField(help_text="ISO code, e.g. EUR.")
 
 
 class BetRequest(BalanceRequest):
-    transaction_id = serializers.CharField(max_length=128, help_text="Unique per provider.")
-    round_id = serializers.CharField(max_length=128)
+    transaction_id = _id_field(help_text="Unique per provider; exact (never trimmed).")
+    round_id = _id_field()
     amount = _money_field()
-    session_token = serializers.CharField(
-        max_length=1024, help_text="The game session token the casino passed at game launch."
+    session_token = _id_field(
+        1024, help_text="The game session token the casino passed at game launch."
     )
-    game_id = serializers.CharField(max_length=128, required=False, default="")
+    game_id = _id_field(required=False, allow_blank=True, default="")
 
 
 class WinRequest(BalanceRequest):
-    transaction_id = serializers.CharField(max_length=128, help_text="Unique per provider.")
-    round_id = serializers.CharField(max_length=128)
-    amount = _money_field(" Zero allowed (a lost round).")
-    bet_transaction_id = serializers.CharField(
-        max_length=128,
+    transaction_id = _id_field(help_text="Unique per provider; exact (never trimmed).")
+    round_id = _id_field()
+    amount = _money_field(" Zero allowed (a lost round).", allow_zero=True)
+    bet_transaction_id = _id_field(
         required=False,
+        allow_blank=True,
         default="",
         help_text="Optional: the bet this win pays; otherwise the round's standing bets.",
     )
-    round_closed = serializers.BooleanField(
-        required=False, default=False, help_text="Close the round: no more bets or wins."
+    round_closed = strict.StrictBooleanField(
+        required=False,
+        default=False,
+        help_text="A JSON boolean. Close the round: no more bets or wins.",
     )
 
 
 class RollbackRequest(BalanceRequest):
-    transaction_id = serializers.CharField(
-        max_length=128, help_text="The rollback's own id, unique per provider."
-    )
-    round_id = serializers.CharField(max_length=128)
-    bet_transaction_id = serializers.CharField(max_length=128, help_text="The bet to cancel.")
+    transaction_id = _id_field(help_text="The rollback's own id, unique per provider.")
+    round_id = _id_field()
+    bet_transaction_id = _id_field(help_text="The bet to cancel.")
 
 
 class BalanceResponse(serializers.Serializer):
@@ -193,9 +200,9 @@ class RollbackResponse(TransactionResponse):
 
 
 class GameSessionRequest(serializers.Serializer):
-    player_id = serializers.CharField(max_length=64)
-    provider = serializers.SlugField(max_length=64, help_text="The provider's code.")
-    currency = serializers.CharField(max_length=8)
+    player_id = _id_field(64)
+    provider = _id_field(64, help_text="The provider's code.")
+    currency = strict.CurrencyField()
 
 
 class GameSessionResponse(serializers.Serializer):
@@ -247,6 +254,9 @@ def _transaction_body(outcome: GameOutcome) -> dict:
 class _GameCall(APIView):
     authentication_classes = [ProviderSignatureAuthentication]
     permission_classes = [IsGameProvider]
+    # JSON only: the signature covers the raw JSON body, and one body format is one parser
+    # to harden. Anything else is a 400 like any other malformed body.
+    parser_classes = [StrictJSONParser]
     request_serializer: type[serializers.Serializer]
 
     def call(self, provider: GameProvider, data: dict):
@@ -254,7 +264,11 @@ class _GameCall(APIView):
 
     def post(self, request):
         provider = request.user.provider
-        incoming = self.request_serializer(data=request.data)
+        try:
+            body = request.data
+        except (exceptions.ParseError, exceptions.UnsupportedMediaType) as exc:
+            raise game_services.GameBadRequest(str(exc.detail)) from None
+        incoming = self.request_serializer(data=body)
         try:
             if not incoming.is_valid():
                 raise game_services.GameBadRequest(
@@ -262,7 +276,7 @@ class _GameCall(APIView):
                 )
             result = self.call(provider, incoming.validated_data)
         except DomainError as exc:
-            exc.details.update(self._balance_details(provider, request.data))
+            exc.details.update(self._balance_details(provider, body))
             raise
         if isinstance(result, GameOutcome):
             headers = {"X-Idempotent-Replay": "true"} if result.is_replay else None

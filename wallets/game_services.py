@@ -34,6 +34,7 @@ from django.utils import timezone
 from . import bonus_services, money, secret_box, services
 from .bonus_services import LockedWallet, MaxBetExceeded
 from .errors import (
+    AmountOutOfRange,
     BadPrecision,
     DomainError,
     IdempotencyConflict,
@@ -322,7 +323,7 @@ def _amount(amount, currency: str, *, allow_zero: bool = False) -> Decimal:
         value = money.validate_amount(amount, currency)
     except InvalidOperation:
         raise GameBadRequest(f"{amount!r} is not an amount.") from None
-    except (BadPrecision, NonPositiveAmount) as exc:
+    except (AmountOutOfRange, BadPrecision, NonPositiveAmount) as exc:
         raise GameBadRequest(exc.message, **exc.details) from None
     if value >= MAX_AMOUNT:
         raise GameBadRequest(f"{amount} is larger than any stake or win.", amount=str(amount))

@@ -9,9 +9,11 @@ Amounts are `Decimal` and exact in the currency's exponent (EUR 2, JPY 0, BTC 8,
 amount with more decimals than its currency has is refused, never rounded.
 """
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
-from .errors import BadPrecision, NonPositiveAmount, UnknownCurrency
+from inputs import rules
+
+from .errors import AmountOutOfRange, BadPrecision, NonPositiveAmount, UnknownCurrency
 from .models import Currency
 
 # Code -> exponent, filled on first use. A currency's exponent never changes once it is
@@ -47,14 +49,30 @@ def format_money(amount: Decimal, currency: str) -> str:
 def validate_amount(amount, currency: str, *, allow_negative: bool = False) -> Decimal:
     """Return `amount` as a Decimal quantized to the currency's exponent.
 
-    More decimals than the currency has is refused, never rounded.
+    Text must follow the one amount syntax of the platform (`inputs.rules.parse_amount`: ASCII
+    digits, no exponent, sign only where negatives are allowed); any amount must fit the
+    NUMERIC(28, 8) columns. More decimals than the currency has is refused, never rounded.
     """
+    if isinstance(amount, Decimal):
+        value = amount
+    elif isinstance(amount, str):
+        try:
+            # Any number of decimals here: more than the currency has is `bad_precision` below.
+            value = rules.parse_amount(
+                amount, allow_zero=True, allow_negative=True, max_decimals=rules.AMOUNT_MAX_LENGTH
+            )
+        except rules.InputError as error:
+            raise AmountOutOfRange(f"{amount!r}: {error}", amount=amount) from None
+    elif isinstance(amount, int | float) and not isinstance(amount, bool):
+        # Adapters hand over numbers a provider sent (minor units, JSON numbers); text is where
+        # ambiguous syntax (exponents, Unicode digits) comes from.
+        value = Decimal(str(amount))
+    else:
+        raise AmountOutOfRange(f"{amount!r} is not an amount.", amount=str(amount))
     try:
-        value = Decimal(str(amount)) if not isinstance(amount, Decimal) else amount
-    except InvalidOperation:
-        raise NonPositiveAmount(f"{amount!r} is not an amount.", amount=str(amount)) from None
-    if not value.is_finite():
-        raise NonPositiveAmount(f"{amount!r} is not an amount.", amount=str(amount))
+        rules.check_amount_range(value)
+    except rules.InputError as error:
+        raise AmountOutOfRange(f"{amount}: {error}", amount=str(amount)) from None
     quantized = quantize_money(value, currency)
     if quantized != value:
         exponent = currency_exponent(currency)

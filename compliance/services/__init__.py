@@ -55,7 +55,7 @@ from .decisions import (
     is_blocked_country,
     minimum_age,
 )
-from .gambling import self_exclude, set_deposit_limit
+from .gambling import MAX_EXCLUSION_DAYS, self_exclude, set_deposit_limit
 from .instruments import rekey_instrument_fingerprints, stale_instrument_fingerprints
 from .kyc import (
     LEVEL_DOCUMENTS,
@@ -71,6 +71,7 @@ from .screening import import_sdn, rescreen_all_players, screen_player
 
 __all__ = [
     "LEVEL_DOCUMENTS",
+    "MAX_EXCLUSION_DAYS",
     "Decision",
     "active_self_exclusion",
     "add_case_note",

@@ -60,6 +60,11 @@ def set_deposit_limit(
     return limit
 
 
+# The longest fixed exclusion, in days (ten years); longer is `permanent`. Also keeps the end
+# date inside what a calendar (and the database) can hold: `days=10**18` is refused, not a 500.
+MAX_EXCLUSION_DAYS = 3650
+
+
 def self_exclude(
     *,
     player: Player,
@@ -74,6 +79,10 @@ def self_exclude(
     Effective at once and never shortened: a new, shorter one does not end a longer one,
     because `active_self_exclusion` reads every row.
     """
+    if days is not None and not (isinstance(days, int) and 1 <= days <= MAX_EXCLUSION_DAYS):
+        raise InvalidLimit(
+            f"An exclusion lasts 1 to {MAX_EXCLUSION_DAYS} days, or is permanent.", days=days
+        )
     if kind == SelfExclusion.Kind.TIMEOUT:
         if permanent or days is None or not 1 <= days <= 42:
             raise InvalidLimit("A time-out lasts 1 to 42 days.", days=days)

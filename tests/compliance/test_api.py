@@ -50,7 +50,9 @@ def test_bad_limit_is_a_400_and_writes_nothing():
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "bad_precision"
     response = as_player(player).put(
-        url(player, "deposit-limits"), {"currency": "XXX", "period": "day", "amount": "1"}
+        url(player, "deposit-limits"),
+        {"currency": "XXX", "period": "day", "amount": "1"},
+        format="json",
     )
     assert response.status_code == 400
     assert not DepositLimit.objects.exists()
@@ -67,7 +69,9 @@ def test_player_self_excludes_and_cannot_do_it_for_someone_else():
     assert client.get(url(player, "responsible-gambling")).json()["exclusion"]["kind"] == "timeout"
     response = client.post(url(other, "self-exclusion"), {"kind": "timeout", "days": 7})
     assert response.status_code == 404
-    response = client.post(url(player, "self-exclusion"), {"kind": "self_exclusion", "days": 30})
+    response = client.post(
+        url(player, "self-exclusion"), {"kind": "self_exclusion", "days": 30}, format="json"
+    )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_limit"
     assert SelfExclusion.objects.count() == 1
