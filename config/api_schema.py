@@ -6,8 +6,26 @@ Some answers come from layers every call passes through, whatever the view: inpu
 in the one error shape, to every operation that does not describe them itself.
 """
 
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse
+
+from inputs.rules import AMOUNT_PATTERN, SIGNED_AMOUNT_PATTERN
+
+
+class AmountFieldSchema(OpenApiSerializerFieldExtension):
+    """Amounts are strings of one shape; the schema says so (and schemathesis sends only that)."""
+
+    target_class = "inputs.fields.AmountField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        negative = self.target.allow_negative
+        return {
+            "type": "string",
+            "pattern": SIGNED_AMOUNT_PATTERN if negative else AMOUNT_PATTERN,
+            "example": "25.00",
+        }
+
 
 RETRY_AFTER = {
     "Retry-After": {

@@ -155,14 +155,9 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = False
 AXES_LOCKOUT_CALLABLE = "staff.views.lockout_response"
 AXES_HTTP_RESPONSE_CODE = 429
-# The client address (django-ipware): REMOTE_ADDR by default. Behind deploy/nginx, which
-# overwrites X-Real-IP with the address it saw, set HTTP_X_REAL_IP,REMOTE_ADDR; only when
-# gunicorn is reachable through nginx alone (its unix socket), or a client could forge it.
-AXES_IPWARE_META_PRECEDENCE_ORDER = env.list(
-    "AXES_IPWARE_META_PRECEDENCE_ORDER", default=["REMOTE_ADDR"]
-)
-AXES_IPWARE_PROXY_COUNT = env.int("AXES_IPWARE_PROXY_COUNT", default=None)
-AXES_IPWARE_PROXY_ORDER = env.str("AXES_IPWARE_PROXY_ORDER", default="right-most")
+# The client address is wallets/client_ip.py's, for the lockout as for everything else
+# (CLIENT_IP_TRUSTED_PROXIES / CLIENT_IP_HEADER below).
+AXES_CLIENT_IP_CALLABLE = "wallets.client_ip.client_ip"
 
 # Sessions: the cookie dies with the browser, after SESSION_ABSOLUTE_AGE_SECONDS from the
 # password step whatever happens, and after SESSION_IDLE_TIMEOUT_SECONDS without a request.
@@ -248,9 +243,6 @@ REST_FRAMEWORK = {
         "game_provider": env.str("API_THROTTLE_GAME_PROVIDER", default="60000/minute"),
         "auth_failure": env.str("API_THROTTLE_AUTH_FAILURE", default="30/minute"),
     },
-    # Proxies in front of the app that append to X-Forwarded-For; 0 (the default) reads the
-    # client address from REMOTE_ADDR, so a client cannot pick its own throttle key.
-    "NUM_PROXIES": env.int("API_TRUSTED_PROXY_COUNT", default=0),
 }
 # The Retry-After a 503 (database or broker unavailable) carries, in seconds.
 API_RETRY_AFTER_SECONDS = env.int("API_RETRY_AFTER_SECONDS", default=5)
@@ -453,6 +445,9 @@ INSTRUMENT_FINGERPRINT_KEYS = env.list("INSTRUMENT_FINGERPRINT_KEYS", default=[]
 # The reverse proxies in front of the app (IPs, CIDRs), outermost first: X-Forwarded-For is
 # believed only through them; empty means REMOTE_ADDR is the client (wallets/client_ip.py).
 CLIENT_IP_TRUSTED_PROXIES = env.list("CLIENT_IP_TRUSTED_PROXIES", default=[])
+# Set (to "X-Real-IP") only where the app is reachable through the proxy alone (deploy/: a unix
+# socket): the header the proxy overwrites with the address it saw is then the client.
+CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="")
 
 # --- reconciliation ------------------------------------------------------------------------
 

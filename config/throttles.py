@@ -20,6 +20,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from wallets.auth import PlayerPrincipal
+from wallets.client_ip import client_ip
 
 
 def _provider_principal():
@@ -33,6 +34,10 @@ def _provider_principal():
 class _ConfiguredRateThrottle(SimpleRateThrottle):
     def get_rate(self):
         return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+    def get_ident(self, request):
+        # The one client-address policy (trusted proxies), not DRF's NUM_PROXIES.
+        return client_ip(request) or ""
 
 
 class PlayerRateThrottle(_ConfiguredRateThrottle):

@@ -7,6 +7,13 @@ the hops before it in the header must be the others (outermost first, as the lis
 and the client is the hop just before them — never an entry further left, which the client
 wrote itself. Parsing and matching (IPs, CIDRs, IPv6, IPv4-mapped) are django-ipware's; with
 no trusted proxies, or a peer that is not one, the answer is REMOTE_ADDR.
+
+Behind deploy/nginx the app listens on a unix socket only nginx can reach, so there is no peer
+address to check; nginx overwrites `X-Real-IP` with the address it saw, and CLIENT_IP_HEADER
+names that header. It must never be set where a client can reach the app directly.
+
+This one function is the client address everywhere: the country checks, the staff login
+lockout (django-axes, AXES_CLIENT_IP_CALLABLE) and the API's throttles.
 """
 
 from dataclasses import dataclass
@@ -24,6 +31,10 @@ class _Chain:
 
 def client_ip(request) -> str | None:
     """The client's IP address as a string, or None when the request carries none."""
+    header = settings.CLIENT_IP_HEADER
+    if header:
+        meta_name = "HTTP_" + header.upper().replace("-", "_")
+        return (request.META.get(meta_name) or "").strip() or None
     peer = (request.META.get("REMOTE_ADDR") or "").strip() or None
     trusted = list(settings.CLIENT_IP_TRUSTED_PROXIES)
     forwarded = (request.META.get(_HEADER) or "").strip()

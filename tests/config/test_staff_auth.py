@@ -323,7 +323,7 @@ def test_a_password_alone_does_not_clear_the_failures_both_factors_do(client):
 
 @override_settings(
     AXES_FAILURE_LIMIT=2,
-    AXES_IPWARE_META_PRECEDENCE_ORDER=["HTTP_X_REAL_IP", "REMOTE_ADDR"],
+    CLIENT_IP_HEADER="X-Real-IP",
 )
 def test_behind_the_proxy_the_lockout_keys_on_the_forwarded_client_address(client):
     staff_user("alice")
