@@ -28,7 +28,7 @@ class StubAdapter(PaymentAdapter):
     """Accepts every request as pending and names it `psp-<our reference>`; everything else
     is payments' own adapter base."""
 
-    def start_payment(self, *, deposit, notify_url, return_url):
+    def start_payment(self, *, deposit, notify_url, return_url, payment_method=None):
         return ProviderResult(status=PENDING, provider_reference=f"psp-{deposit.reference}")
 
     def start_payout(self, *, withdrawal, notify_url):
