@@ -241,10 +241,11 @@ def create_policy_table(codes: list[str]) -> None:
 SINCE_OPEN_FROM = (
     "{at} >= coalesce(pol.open_from, pol.covered_from - pol.match_window, '-infinity')"
 )
-WANTED_BY_ID = "{id} IN (SELECT w.id FROM recon_wanted w WHERE w.kind = '{kind}')"
+# By id or by reference, as an array the index is probed with (an index scan whatever the
+# planner guesses of a temporary table's size), never a join with every transaction.
+WANTED_BY_ID = "{id} = ANY(ARRAY(SELECT w.id FROM recon_wanted w WHERE w.kind = '{kind}'))"
 NAMED_BY_A_LINE = (
-    "{ref} IN (SELECT r.provider_reference FROM recon_refs r "
-    "WHERE r.kind = '{kind}' AND r.provider_code = p.code)"
+    "{ref} = ANY(ARRAY(SELECT r.provider_reference FROM recon_refs r WHERE r.kind = '{kind}'))"
 )
 
 
@@ -389,16 +390,15 @@ def _create_transactions() -> dict:
         "AND t.kind = 'deposit' AND t.provider_reference = l.payment_reference)"
     )
     _exec("ANALYZE recon_refs")
-    # A handful of references against payments' tables: index probes, not a join with
-    # every transaction ever made.
-    _exec("SET LOCAL enable_hashjoin = off")
-    _exec("SET LOCAL enable_mergejoin = off")
     by_reference = _exec(
         f"INSERT INTO recon_tx ({columns}) SELECT {columns} "
         f"FROM ({our_transactions_sql(NAMED_BY_A_LINE)}) t "
         "WHERE NOT EXISTS (SELECT 1 FROM recon_tx x WHERE x.kind = t.kind AND x.id = t.id)"
     )
-    # Taken by a line settled for good (this run's open lines lost their outcomes above).
+    # Taken by a line settled for good (this run's open lines lost their outcomes above):
+    # one index probe per transaction read, not a join with every outcome ever written.
+    _exec("SET LOCAL enable_hashjoin = off")
+    _exec("SET LOCAL enable_mergejoin = off")
     _exec(
         "UPDATE recon_tx t SET is_taken = true WHERE EXISTS (SELECT 1 FROM "
         f"{MATCH} m WHERE m.internal_id = t.id AND m.internal_kind = t.kind)"
