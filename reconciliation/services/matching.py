@@ -373,7 +373,7 @@ def _create_transactions() -> dict:
     _exec("DELETE FROM recon_wanted w USING recon_tx t WHERE t.kind = w.kind AND t.id = w.id")
     _exec("ANALYZE recon_wanted")
     open_items = _exec(
-        f"INSERT INTO recon_tx ({columns}) SELECT {columns} "
+        f"INSERT INTO recon_tx ({columns}, is_taken) SELECT {columns}, false "
         f"FROM ({our_transactions_sql(WANTED_BY_ID)}) t "
         "WHERE NOT EXISTS (SELECT 1 FROM recon_tx x WHERE x.kind = t.kind AND x.id = t.id)"
     )
@@ -391,7 +391,7 @@ def _create_transactions() -> dict:
     )
     _exec("ANALYZE recon_refs")
     by_reference = _exec(
-        f"INSERT INTO recon_tx ({columns}) SELECT {columns} "
+        f"INSERT INTO recon_tx ({columns}, is_taken) SELECT {columns}, false "
         f"FROM ({our_transactions_sql(NAMED_BY_A_LINE)}) t "
         "WHERE NOT EXISTS (SELECT 1 FROM recon_tx x WHERE x.kind = t.kind AND x.id = t.id)"
     )
