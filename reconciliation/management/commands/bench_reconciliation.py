@@ -103,6 +103,11 @@ class Command(BaseCommand):
             "--days", type=int, default=0, help="Daily reports instead of one big report."
         )
         parser.add_argument("--lines-per-day", type=int, default=200_000)
+        parser.add_argument(
+            "--leave-breaks-open",
+            action="store_true",
+            help="Daily reports: nobody works the breaks, so open items pile up day after day.",
+        )
 
     def handle(self, *args, **options):
         if connection.vendor != "postgresql":
@@ -110,7 +115,11 @@ class Command(BaseCommand):
         if options["days"]:
             self._reset()
             try:
-                self._daily(options["days"], options["lines_per_day"])
+                self._daily(
+                    options["days"],
+                    options["lines_per_day"],
+                    work_breaks=not options["leave_breaks_open"],
+                )
             finally:
                 if not options["keep"]:
                     self._reset()
@@ -441,7 +450,7 @@ class Command(BaseCommand):
 
     # --- daily reports ----------------------------------------------------------------------
 
-    def _daily(self, days: int, per_day: int) -> None:
+    def _daily(self, days: int, per_day: int, *, work_breaks: bool) -> None:
         """`days` consecutive days of `per_day` transactions each, and each day's report:
         that day's lines with the planted breaks, the previous day's unreported payments
         (g % 1000 = 5) late, and from day 8 on those of a week before (g % 1000 = 6), older
@@ -457,7 +466,7 @@ class Command(BaseCommand):
         tables = ", ".join(
             model._meta.db_table for model in (Deposit, Withdrawal, SettlementLine, LineMatch)
         )
-        timings = []
+        timings, slowest = [], {}
         with tempfile.TemporaryDirectory() as folder:
             for day in range(1, days + 1):
                 first, last = (day - 1) * per_day + 1, day * per_day
@@ -481,21 +490,40 @@ class Command(BaseCommand):
                 with connection.cursor() as cursor:
                     cursor.execute(f"VACUUM ANALYZE {tables}")
                     cursor.execute("CHECKPOINT")
-                begun = time.perf_counter()
-                with path.open("rb") as content:
-                    report, _ = services.receive_report(
-                        layout=SettlementImport.Layout.ADYEN,
-                        provider_code=CODE,
-                        file_name=path.name,
-                        content=content,
+                statements: dict[str, list[float]] = defaultdict(list)
+
+                def timer(execute, sql, params, many, context, statements=statements):
+                    begun = time.perf_counter()
+                    try:
+                        return execute(sql, params, many, context)
+                    finally:
+                        statements[" ".join(sql.split())[:90]].append(time.perf_counter() - begun)
+
+                with connection.execute_wrapper(timer):
+                    begun = time.perf_counter()
+                    with path.open("rb") as content:
+                        report, _ = services.receive_report(
+                            layout=SettlementImport.Layout.ADYEN,
+                            provider_code=CODE,
+                            file_name=path.name,
+                            content=content,
+                        )
+                    report = services.load_report(settlement_import=report)
+                    loaded = time.perf_counter()
+                    run = services.match_settlements(
+                        run=services.start_run(
+                            kind=ReconciliationRun.Kind.MATCH, provider_code=CODE
+                        ),
+                        as_of=start + timedelta(days=1, hours=6),
                     )
-                report = services.load_report(settlement_import=report)
-                loaded = time.perf_counter()
-                run = services.match_settlements(
-                    run=services.start_run(kind=ReconciliationRun.Kind.MATCH, provider_code=CODE),
-                    as_of=start + timedelta(days=1, hours=6),
-                )
-                done = time.perf_counter()
+                    done = time.perf_counter()
+                if day in (1, days):
+                    slowest[day] = sorted(statements.items(), key=lambda item: -sum(item[1]))[:8]
+                open_breaks = Break.objects.filter(
+                    provider_code=CODE, status__in=Break.ACTIVE
+                ).count()
+                if work_breaks:
+                    self._work_breaks()
                 path.unlink()
                 timings.append(done - begun)
                 working = run.summary["working_set"]
@@ -504,9 +532,14 @@ class Command(BaseCommand):
                     f"{done - loaded:4.1f}; {lines:,} lines in the file; working set: "
                     f"{working['new_lines']:,} new + {working['open_lines']:,} open lines, "
                     f"{working['transactions']:,} of ours "
-                    f"({working['transactions_by_reference']:,} by reference))"
+                    f"({working['transactions_by_reference']:,} by reference); "
+                    f"{open_breaks:,} open breaks)"
                 )
                 self.stdout.flush()
+        for day, ranked in slowest.items():
+            self.stdout.write(f"slowest statements of day {day}:")
+            for sql, times in ranked:
+                self.stdout.write(f"  {sum(times):6.2f} s  x{len(times):<4} {sql}")
         first_day, last_day = timings[0], timings[-1]
         self.stdout.write(
             self.style.SUCCESS(
@@ -519,6 +552,24 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"mean of the last 3 days / mean of the first 3: {tail:.1f} s / {head:.1f} s = "
                 f"{tail / head:.2f}x"
+            )
+
+    def _work_breaks(self) -> None:
+        """Finance works the day's breaks (untimed): every open break is accepted as the
+        provider reported it. In bulk, for the benchmark's scratch data, doing exactly what
+        `services.resolve_break(resolution="accepted")` does row by row (no money moves): the
+        break resolved with its audit row, and a line break's line settled for good."""
+        brk, transition = Break._meta.db_table, BreakTransition._meta.db_table
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH closed AS (UPDATE {brk} SET status = 'resolved', resolution = 'accepted', "
+                "closed_at = now() WHERE provider_code = %s AND status = 'open' "
+                "RETURNING id, line_id), audited AS ("
+                f"INSERT INTO {transition} (brk_id, from_status, to_status, actor_id, reason, "
+                "created_at) SELECT id, 'open', 'resolved', NULL, 'benchmark: accepted', now() "
+                f"FROM closed) UPDATE {LineMatch._meta.db_table} m SET status = 'resolved' "
+                "FROM closed WHERE m.line_id = closed.line_id",
+                [CODE],
             )
 
     def _reset(self) -> None:
