@@ -41,6 +41,7 @@ from ..models import (
     MatchingWatermark,
     ProviderPolicy,
     ReconciliationRun,
+    SettlementImport,
     SettlementLine,
 )
 from ..progress import Progress
@@ -144,7 +145,15 @@ def _providers_in_scope(run: ReconciliationRun) -> list[str]:
         # An index probe, not a scan of every line.
         exists = SettlementLine.objects.filter(provider_code=run.provider_code).exists()
         return [run.provider_code] if exists else []
-    return sorted(set(SettlementLine.objects.values_list("provider_code", flat=True).distinct()))
+    # Every line was written by a loaded import: the imports say which providers have lines
+    # without reading the lines.
+    return sorted(
+        set(
+            SettlementImport.objects.filter(status=SettlementImport.Status.LOADED)
+            .values_list("provider_code", flat=True)
+            .distinct()
+        )
+    )
 
 
 TEMP_TABLES = (
