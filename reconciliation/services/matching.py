@@ -157,8 +157,7 @@ def _providers_in_scope(run: ReconciliationRun) -> list[str]:
 
 
 TEMP_TABLES = (
-    "recon_policy, recon_open, recon_tx, recon_wanted, recon_refs, recon_lines, recon_unpaired, "
-    "recon_batch_net"
+    "recon_policy, recon_open, recon_tx, recon_wanted, recon_lines, recon_unpaired, recon_batch_net"
 )
 
 
@@ -188,6 +187,9 @@ def _match(run: ReconciliationRun, as_of: datetime, progress: Progress) -> dict:
 
     progress.update(force=True, phase="pass 1: provider reference")
     total = _pair_on_reference(as_of)
+    working["new_lines"] = total - working["open_lines"]
+    working.update(_pair_named_by_reference())
+    working["transactions"] += working["transactions_by_reference"]
     progress.update(force=True, rows_total=total, rows_processed=0, phase="unpaired")
     _collect_unpaired()
     progress.update(force=True, phase="pass 2: amount and date")
@@ -247,8 +249,12 @@ def create_policy_table(codes: list[str]) -> None:
 # Which of our transactions a query reads, per kind: a condition on the transaction's time
 # (`{at}`), id (`{id}`), provider reference (`{ref}`) or kind (`{kind}`), and on its
 # provider's `recon_policy` row (`pol`) and payment provider (`p`).
+# The first bound is one value for the whole statement (an init plan), so an index on when
+# the transaction happened can serve it; the second is each provider's own.
 SINCE_OPEN_FROM = (
-    "{at} >= coalesce(pol.open_from, pol.covered_from - pol.match_window, '-infinity')"
+    "{at} >= (SELECT min(coalesce(open_from, covered_from - match_window, '-infinity')) "
+    "FROM recon_policy) "
+    "AND {at} >= coalesce(pol.open_from, pol.covered_from - pol.match_window, '-infinity')"
 )
 # By id or by reference, as an array the index is probed with (an index scan whatever the
 # planner guesses of a temporary table's size), never a join with every transaction.
@@ -311,24 +317,29 @@ def our_transactions_sql(scope: str = SINCE_OPEN_FROM) -> str:
     )
 
 
-def _collect_open_lines(codes: list[str]) -> dict:
-    """Temporary `recon_open`: the lines this run evaluates, each with the kind of our
-    transaction it pairs with and the amount compared. New lines are those above the
-    provider's `lines_through` (a range of the primary key); open ones are found through the
-    small partial index on outcomes still a break or pending, whose rows are deleted (the run
-    writes them again). Returns how many of each."""
+def _line_columns() -> str:
+    """A line `l` with the kind of our transaction it pairs with and the amount compared."""
     tx_kind = " ".join(f"WHEN '{t}' THEN '{k}'" for t, k in TX_KIND.items())
-    columns = (
-        "l.*, "
+    # Named, not l.*: the same list, in the same order, for new and open lines.
+    fields = ", ".join(f"l.{field.column}" for field in SettlementLine._meta.concrete_fields)
+    return (
+        f"{fields}, "
         f"(CASE l.record_type {tx_kind} END) AS tx_kind, "
         # A chargeback reversal gives back what the chargeback took: compare it negated.
         f"(CASE WHEN l.record_type = '{RT.CHARGEBACK_REVERSAL}' THEN -l.gross ELSE l.gross END)"
         " AS line_amount"
     )
-    # Open lines first, with the transaction each was paired with (read again below).
+
+
+def _collect_open_lines(codes: list[str]) -> dict:
+    """Temporary `recon_open`: the lines read again because their outcome is still a break
+    or pending, found through the small partial index on those outcomes (whose rows are
+    deleted: the run writes them again), with the transaction each was paired with. The new
+    lines, above each provider's `lines_through`, are read by pass 1 straight from the lines
+    (a range of the primary key), not copied first."""
     _exec(
         "CREATE TEMPORARY TABLE recon_open ON COMMIT DROP AS "
-        f"SELECT {columns}, m.internal_kind AS prior_kind, m.internal_id AS prior_id "
+        f"SELECT {_line_columns()}, m.internal_kind AS prior_kind, m.internal_id AS prior_id "
         f"FROM {MATCH} m JOIN {LINE} l ON l.id = m.line_id "
         f"WHERE m.status IN ('{LM.BREAK}', '{LM.PENDING}') AND l.provider_code = ANY(%s)",
         [codes],
@@ -337,39 +348,46 @@ def _collect_open_lines(codes: list[str]) -> dict:
         f"DELETE FROM {MATCH} m USING recon_open o WHERE m.line_id = o.id "
         f"AND m.status IN ('{LM.BREAK}', '{LM.PENDING}')"
     )
-    fresh = 0
-    for code, lines_through in _fetch(
-        "SELECT provider_code, lines_through FROM recon_policy ORDER BY 1"
-    ):
-        fresh += _exec(
-            f"INSERT INTO recon_open SELECT {columns}, NULL, NULL FROM {LINE} l "
-            "WHERE l.id > %s AND l.provider_code = %s",
-            [lines_through, code],
-        )
     _exec("ANALYZE recon_open")
-    return {"new_lines": fresh, "open_lines": opened}
+    return {"open_lines": opened}
+
+
+def _new_lines_sql() -> str:
+    """The lines above each provider's `lines_through`: one primary-key range per provider."""
+    branches = [
+        f"SELECT {_line_columns()} FROM {LINE} l WHERE l.id > {int(through)} "
+        f"AND l.provider_code = {_literal(code)}"
+        for code, through in _fetch(
+            "SELECT provider_code, lines_through FROM recon_policy ORDER BY 1"
+        )
+    ]
+    return " UNION ALL ".join(branches)
+
+
+def _literal(value: str) -> str:
+    with connection.cursor() as cursor:
+        return cursor.mogrify("%s", [value]).decode()
+
+
+_TX_COLUMNS = (
+    "kind, id, provider_code, provider_reference, reference, amount, currency, "
+    "is_completed, is_booked, status, happened_at"
+)
 
 
 def _create_transactions() -> dict:
     """Temporary `recon_tx`, our side of this run (see `our_transactions_sql`): our
-    transactions from each provider's `open_from`; those the open lines were paired with and
-    those with an active `missing_at_provider` break (older ones stay in play only so); and
-    those a line names by provider reference (a chargeback line: its payment's deposit) that
-    are not among them yet, looked up through payments' index on the reference, so a line
-    arriving for a transaction matched long ago, or older than the watermark, finds it.
+    transactions from each provider's `open_from`, and those the open lines were paired with
+    or that have an active `missing_at_provider` break (older ones stay in play only so).
+    Those a line names by reference come after pass 1 (`_pair_named_by_reference`).
 
     `is_taken`: already settled for good against an earlier line (probed through the
     outcomes' index on the transaction); a new line that pairs with it on reference is a
     duplicate, and nothing else may pair with it. Returns how many of each."""
-    columns = (
-        "kind, id, provider_code, provider_reference, reference, amount, currency, "
-        "is_completed, is_booked, status, happened_at"
-    )
     recent = _exec(
         "CREATE TEMPORARY TABLE recon_tx ON COMMIT DROP AS "
-        f"SELECT {columns}, false AS is_taken FROM ({our_transactions_sql()}) t"
+        f"SELECT {_TX_COLUMNS}, false AS is_taken FROM ({our_transactions_sql()}) t"
     )
-    _exec("CREATE UNIQUE INDEX recon_tx_id ON recon_tx (kind, id)")
     _exec(
         "CREATE TEMPORARY TABLE recon_wanted ON COMMIT DROP AS "
         "SELECT DISTINCT prior_kind AS kind, prior_id AS id FROM recon_open "
@@ -379,48 +397,67 @@ def _create_transactions() -> dict:
         f"AND break_type = '{BreakType.MISSING_AT_PROVIDER}' "
         "AND provider_code IN (SELECT provider_code FROM recon_policy)"
     )
+    # Those read already (a hash of the few wanted, one pass over what was read).
     _exec("DELETE FROM recon_wanted w USING recon_tx t WHERE t.kind = w.kind AND t.id = w.id")
     _exec("ANALYZE recon_wanted")
     open_items = _exec(
-        f"INSERT INTO recon_tx ({columns}, is_taken) SELECT {columns}, false "
-        f"FROM ({our_transactions_sql(WANTED_BY_ID)}) t "
-        "WHERE NOT EXISTS (SELECT 1 FROM recon_tx x WHERE x.kind = t.kind AND x.id = t.id)"
+        f"INSERT INTO recon_tx ({_TX_COLUMNS}, is_taken) SELECT {_TX_COLUMNS}, false "
+        f"FROM ({our_transactions_sql(WANTED_BY_ID)}) t"
     )
     _exec("ANALYZE recon_tx")
-    _exec(
-        "CREATE TEMPORARY TABLE recon_refs ON COMMIT DROP AS "
-        "SELECT DISTINCT l.provider_code, l.tx_kind AS kind, l.provider_reference "
-        "FROM recon_open l WHERE l.tx_kind IS NOT NULL AND l.provider_reference <> '' "
-        "AND NOT EXISTS (SELECT 1 FROM recon_tx t WHERE t.provider_code = l.provider_code "
-        "AND t.kind = l.tx_kind AND t.provider_reference = l.provider_reference) "
-        "UNION SELECT l.provider_code, 'deposit', l.payment_reference FROM recon_open l "
-        f"WHERE l.record_type = '{RT.CHARGEBACK}' AND l.payment_reference <> '' "
-        "AND NOT EXISTS (SELECT 1 FROM recon_tx t WHERE t.provider_code = l.provider_code "
-        "AND t.kind = 'deposit' AND t.provider_reference = l.payment_reference)"
-    )
-    _exec("ANALYZE recon_refs")
-    by_reference = _exec(
-        f"INSERT INTO recon_tx ({columns}, is_taken) SELECT {columns}, false "
-        f"FROM ({our_transactions_sql(NAMED_BY_A_LINE)}) t "
-        "WHERE NOT EXISTS (SELECT 1 FROM recon_tx x WHERE x.kind = t.kind AND x.id = t.id)"
-    )
-    # Taken by a line settled for good (this run's open lines lost their outcomes above):
-    # one index probe per transaction read, not a join with every outcome ever written.
+    _mark_taken("recon_tx")
+    return {
+        "transactions": recent + open_items,
+        "transactions_since_open_from": recent,
+        "transactions_open_items": open_items,
+    }
+
+
+def _mark_taken(table: str) -> None:
+    """Taken by a line settled for good (this run's open lines lost their outcomes above):
+    one index probe per transaction read, not a join with every outcome ever written."""
     _exec("SET LOCAL enable_hashjoin = off")
     _exec("SET LOCAL enable_mergejoin = off")
     _exec(
-        "UPDATE recon_tx t SET is_taken = true WHERE EXISTS (SELECT 1 FROM "
+        f"UPDATE {table} t SET is_taken = true WHERE EXISTS (SELECT 1 FROM "
         f"{MATCH} m WHERE m.internal_id = t.id AND m.internal_kind = t.kind)"
     )
     _exec("SET LOCAL enable_hashjoin = on")
     _exec("SET LOCAL enable_mergejoin = on")
-    _exec("ANALYZE recon_tx")
-    return {
-        "transactions": recent + open_items + by_reference,
-        "transactions_since_open_from": recent,
-        "transactions_open_items": open_items,
-        "transactions_by_reference": by_reference,
-    }
+
+
+def _pair_named_by_reference() -> dict:
+    """Our transactions a line left unpaired by pass 1 names by provider reference (a
+    chargeback line: its payment's deposit, for `_book_unseen_chargebacks`), that the run did
+    not read yet: a line arriving for a transaction matched long ago, or older than the
+    watermark. The few references are probed in payments' index on the reference; what is
+    found joins `recon_tx` and pairs with its lines, which are classified again."""
+    _exec(
+        "CREATE TEMPORARY TABLE recon_refs ON COMMIT DROP AS "
+        "SELECT DISTINCT tx_kind AS kind, provider_reference FROM recon_lines "
+        "WHERE tx_id IS NULL AND tx_kind IS NOT NULL AND provider_reference <> '' "
+        "UNION SELECT 'deposit', payment_reference FROM recon_lines "
+        f"WHERE tx_id IS NULL AND record_type = '{RT.CHARGEBACK}' AND payment_reference <> ''"
+    )
+    _exec("ANALYZE recon_refs")
+    _exec(
+        "CREATE TEMPORARY TABLE recon_named ON COMMIT DROP AS "
+        f"SELECT {_TX_COLUMNS}, false AS is_taken FROM ({our_transactions_sql(NAMED_BY_A_LINE)}) t"
+    )
+    _exec("DELETE FROM recon_named n USING recon_tx t WHERE t.kind = n.kind AND t.id = n.id")
+    _mark_taken("recon_named")
+    by_reference = _exec("INSERT INTO recon_tx SELECT * FROM recon_named")
+    if by_reference:
+        # Several of ours may share a reference: each line takes the first, as in pass 1.
+        _set_pair(
+            "SELECT DISTINCT ON (l.id) l.id AS line_id, t.* FROM recon_lines l "
+            "JOIN recon_named t ON t.provider_code = l.provider_code AND t.kind = l.tx_kind "
+            "AND t.provider_reference = l.provider_reference "
+            "WHERE l.tx_id IS NULL AND l.provider_reference <> '' ORDER BY l.id, t.id"
+        )
+        _exec("ANALYZE recon_tx")
+    _exec("DROP TABLE recon_refs, recon_named")
+    return {"transactions_by_reference": by_reference}
 
 
 def _advance_watermarks(run: ReconciliationRun, started: datetime) -> None:
@@ -488,6 +525,10 @@ def _pair_on_reference(as_of: datetime) -> int:
     of that transaction, and the outcome this gives. Most lines are settled by it; the steps
     after it pair or re-number a few and mark them `reclassify`. Returns the number of lines.
     """
+    open_lines = (
+        ", ".join(f"o.{field.column}" for field in SettlementLine._meta.concrete_fields)
+        + ", o.tx_kind, o.line_amount"
+    )
     # Every pass pairs a line only with a transaction of its `tx_kind`, so with `tx_id` that
     # column names the paired transaction too.
     paired = (
@@ -497,7 +538,8 @@ def _pair_on_reference(as_of: datetime) -> int:
         "t.amount AS tx_amount, t.currency AS tx_currency, t.is_completed AS tx_completed, "
         "t.status AS tx_status, t.happened_at AS tx_happened_at, "
         "coalesce(t.is_taken, false) AS tx_taken, false AS is_repeat "
-        "FROM recon_open l LEFT JOIN recon_tx t ON t.provider_code = l.provider_code "
+        f"FROM ({_new_lines_sql()} UNION ALL SELECT {open_lines} FROM recon_open o) l "
+        "LEFT JOIN recon_tx t ON t.provider_code = l.provider_code "
         "AND t.kind = l.tx_kind AND t.provider_reference = l.provider_reference "
         "AND l.provider_reference <> ''"
     )
@@ -635,6 +677,8 @@ def _book_unseen_chargebacks() -> int:
     )
     if not rows:
         return 0
+    # Each chargeback below looks our side up by id.
+    _exec("CREATE INDEX IF NOT EXISTS recon_tx_id ON recon_tx (kind, id)")
     deposits = Deposit.objects.select_related("provider", "player").in_bulk(
         [deposit_id for _, deposit_id, _, _, _ in rows]
     )
