@@ -4,11 +4,12 @@ A run reads only open items (see `MatchingWatermark`): the lines loaded since th
 last run and the lines whose outcome is still a break or pending; our transactions from the
 provider's `open_from` on, those the open lines were paired with, those with an active
 `missing_at_provider` break, and those a line names by provider reference (found through
-payments' index on it, however old). A day's run costs about the same on day 300 as on day 1.
-With them it:
+payments' index on it, however old). A day's run reads about as many rows on day 300 as on
+day 1 (`summary["working_set"]` records how many). With them it:
 
 1. pairs them on provider + provider reference (one hash join) and classifies every line by
-   what that gives, into one temporary table;
+   what that gives, into one temporary table; the lines left unpaired look their reference
+   up among our older transactions;
 2. pairs what is left on provider + kind + currency + amount (within the provider's tolerance)
    + booking time (within its window), each side taking its nearest candidate, only where the
    choice is mutual (a window function per side);
