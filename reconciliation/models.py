@@ -306,12 +306,100 @@ class LineMatch(models.Model):
         db_index=False,
     )
 
-    # No index on (internal_kind, internal_id) nor on run: the first is only ever joined in
-    # bulk (hash joins), the second never read by run, and a million index entries per run
-    # cost more than they save.
+    # No index on run: outcomes are never read by run.
+    class Meta:
+        indexes = [
+            # A run re-evaluates only the lines without a final outcome: this small index
+            # (breaks and pending lines only) finds them without reading every outcome.
+            models.Index(
+                fields=["line"],
+                condition=Q(status__in=["break", "pending"]),
+                name="line_match_open",
+            ),
+            # Whether one of our transactions is already taken by a line: probed for the
+            # transactions a run reads (recent ones, and those a late line names), instead of
+            # a hash join over every outcome ever written.
+            models.Index(
+                fields=["internal_id", "internal_kind"],
+                condition=Q(internal_id__isnull=False),
+                name="line_match_transaction",
+            ),
+        ]
 
     def __str__(self):
         return f"line {self.line_id}: {self.status} {self.break_type}"
+
+
+class MatchingWatermark(models.Model):
+    """Where a provider's open items begin, so that a matching run reads only those.
+
+    `lines_through`: every line of the provider with an id up to it has an outcome (lines of
+    one provider are written by loads that queue on the provider's lock, and matching takes
+    that lock too, so a later line always has a higher id). A run reads the lines above it
+    and the lines whose outcome is still a break or pending.
+
+    `open_from`: every completed transaction of ours with this provider that happened before
+    it is settled for matching: taken by a line, or past its grace period with a
+    `missing_at_provider` break. A run reads our transactions from here on, plus those its
+    open lines were paired with, those with an active break, and those a line names by
+    reference (payments' index on the provider reference). Null until the first run: that
+    run reads from the provider's first report, as before watermarks existed."""
+
+    provider_code = models.CharField(max_length=64, unique=True)
+    lines_through = models.BigIntegerField(default=0)
+    open_from = models.DateTimeField(null=True, blank=True)
+    last_run = models.ForeignKey(
+        ReconciliationRun, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider_code"]
+
+    def __str__(self):
+        return f"{self.provider_code}: lines > {self.lines_through}, ours from {self.open_from}"
+
+
+class DailyLineTotal(models.Model):
+    """What one provider's lines of one day (UTC, by booking time) add up to, per net
+    currency: the integrity job sums these rows instead of every line. A load marks the days
+    its lines fall on (`DirtyLineDay`); the job re-sums only those days from the lines."""
+
+    provider_code = models.CharField(max_length=64)
+    day = models.DateField()
+    currency = models.CharField(max_length=8)
+    lines = models.PositiveIntegerField(default=0)
+    # Σ net of every line, payouts included (money the provider still holds for us).
+    net = models.DecimalField(**MONEY, default=0)
+    # Minus the Σ net of the payout lines: what the provider says it paid to our bank.
+    paid_out = models.DecimalField(**MONEY, default=0)
+    summed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["provider_code", "day", "currency"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider_code", "day", "currency"], name="one_total_per_provider_day"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.provider_code} {self.day} {self.currency}: {self.net}"
+
+
+class DirtyLineDay(models.Model):
+    """A day a load added lines to, whose `DailyLineTotal` rows the integrity job re-sums."""
+
+    provider_code = models.CharField(max_length=64)
+    day = models.DateField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider_code", "day"], name="one_dirty_mark_per_day")
+        ]
+
+    def __str__(self):
+        return f"{self.provider_code} {self.day}"
 
 
 class SettlementPosting(models.Model):
@@ -478,6 +566,9 @@ class IntegrityRun(models.Model):
         default=list,
         blank=True,
         help_text="Per provider and currency: ledger and provider in-transit amounts.",
+    )
+    days_resummed = models.PositiveIntegerField(
+        default=0, help_text="Provider days whose line totals this run summed again."
     )
 
     class Meta:

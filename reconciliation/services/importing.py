@@ -32,7 +32,13 @@ from ..layouts import (
     is_summary_line,
     sql_literal,
 )
-from ..models import ProviderPolicy, ReportFormat, SettlementImport, SettlementLine
+from ..models import (
+    DirtyLineDay,
+    ProviderPolicy,
+    ReportFormat,
+    SettlementImport,
+    SettlementLine,
+)
 from ..progress import Progress
 
 MAX_REPORTED_ERRORS = 100
@@ -375,6 +381,8 @@ def _load(report: SettlementImport, layout: Layout, progress: Progress) -> tuple
             return _refuse_with_every_error(report, layout, shape, policy, progress)
     if total == 0:
         raise _refuse([{"line": 2, "column": "", "message": "the report has no lines"}])
+    # Every line this load writes gets a higher id (loads of one provider queue on its lock).
+    before = _highest_line_id()
     try:
         inserted = _insert_lines(
             report,
@@ -388,9 +396,30 @@ def _load(report: SettlementImport, layout: Layout, progress: Progress) -> tuple
     payouts = _derive_batch_payouts(
         report, layout, Columns(header, numeric=numeric, numbers=policy.numbers)
     )
+    _mark_days_dirty(report.provider_code, before)
     progress.update(force=True, rows_total=total, rows_processed=total)
     SettlementImport.objects.filter(pk=report.pk).update(summary_lines_skipped=shape.summary_lines)
     return inserted, total, payouts
+
+
+def _highest_line_id() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT coalesce(max(id), 0) FROM {SettlementLine._meta.db_table}")
+        return cursor.fetchone()[0]
+
+
+def _mark_days_dirty(provider_code: str, after_id: int) -> None:
+    """Mark the days this load's lines (ids above `after_id`, derived payouts included) fall
+    on, for the integrity job to re-sum (`DailyLineTotal`); in the load's transaction, so a
+    refused load marks nothing."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {DirtyLineDay._meta.db_table} (provider_code, day) "
+            "SELECT DISTINCT %(provider)s, (booked_at AT TIME ZONE 'UTC')::date "
+            f"FROM {SettlementLine._meta.db_table} WHERE id > %(after)s "
+            "AND provider_code = %(provider)s ON CONFLICT DO NOTHING",
+            {"provider": provider_code, "after": after_id},
+        )
 
 
 DERIVED_PAYOUT_TYPE = "automatic_payout"

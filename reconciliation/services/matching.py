@@ -1,10 +1,15 @@
 """Matching settlement lines against our transactions, set-based, in one transaction.
 
-A run takes the lines not yet settled for good (no LineMatch, or a break or pending one) and
-our transactions of the same providers since their first report, and:
+A run reads only open items (see `MatchingWatermark`): the lines loaded since the provider's
+last run and the lines whose outcome is still a break or pending; our transactions from the
+provider's `open_from` on, those the open lines were paired with, those with an active
+`missing_at_provider` break, and those a line names by provider reference (found through
+payments' index on it, however old). A day's run reads about as many rows on day 300 as on
+day 1 (`summary["working_set"]` records how many). With them it:
 
 1. pairs them on provider + provider reference (one hash join) and classifies every line by
-   what that gives, into one temporary table;
+   what that gives, into one temporary table; the lines left unpaired look their reference
+   up among our older transactions;
 2. pairs what is left on provider + kind + currency + amount (within the provider's tolerance)
    + booking time (within its window), each side taking its nearest candidate, only where the
    choice is mutual (a window function per side);
@@ -19,7 +24,7 @@ our transactions of the same providers since their first report, and:
 No step loops over lines in Python; the only per-row Python is step 3, per unseen chargeback.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -34,8 +39,10 @@ from ..models import (
     BreakTransition,
     BreakType,
     LineMatch,
+    MatchingWatermark,
     ProviderPolicy,
     ReconciliationRun,
+    SettlementImport,
     SettlementLine,
 )
 from ..progress import Progress
@@ -48,6 +55,11 @@ LINE = SettlementLine._meta.db_table
 MATCH = LineMatch._meta.db_table
 BREAK = Break._meta.db_table
 TRANSITION = BreakTransition._meta.db_table
+WATERMARK = MatchingWatermark._meta.db_table
+
+# Our transactions completed this long before a run started may still have been invisible to
+# it (their transaction not committed yet): the next run reads back at least this far.
+IN_FLIGHT_MARGIN = timedelta(hours=1)
 
 # Which of our transaction kinds a line type is paired with.
 TX_KIND = {
@@ -134,37 +146,51 @@ def _providers_in_scope(run: ReconciliationRun) -> list[str]:
         # An index probe, not a scan of every line.
         exists = SettlementLine.objects.filter(provider_code=run.provider_code).exists()
         return [run.provider_code] if exists else []
-    return sorted(set(SettlementLine.objects.values_list("provider_code", flat=True).distinct()))
+    # Every line was written by a loaded import: the imports say which providers have lines
+    # without reading the lines.
+    return sorted(
+        set(
+            SettlementImport.objects.filter(status=SettlementImport.Status.LOADED)
+            .values_list("provider_code", flat=True)
+            .distinct()
+        )
+    )
 
 
-TEMP_TABLES = "recon_policy, recon_tx, recon_lines, recon_unpaired, recon_batch_net"
+TEMP_TABLES = (
+    "recon_policy, recon_open, recon_tx, recon_wanted, recon_lines, recon_unpaired, recon_batch_net"
+)
 
 
 def _match(run: ReconciliationRun, as_of: datetime, progress: Progress) -> dict:
     codes = _providers_in_scope(run)
     if not codes:
         return {"lines": 0, "providers": []}
+    started = timezone.now()
     # Runs of one provider queue; runs of different providers proceed side by side.
     for code in codes:
         _exec("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [0x5E78, code])
+    # And a run never overlaps a load of its providers (the loads' lock): the watermark says
+    # every line up to an id has an outcome, which holds only if no line of the provider can
+    # appear below it once the run has read the lines.
+    for code in codes:
+        _exec("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [0x5E7A, code])
     # Joins of a million rows stay in memory instead of spilling to disk, and the temporary
     # tables below get statistics from a small sample (the planner needs sizes, not detail).
     _exec("SET LOCAL work_mem = '256MB'")
     _exec("SET LOCAL default_statistics_target = 10")
-    # A report loaded a moment ago is not in the statistics yet (autovacuum analyzes later).
-    _exec(f"ANALYZE {LINE}")
     create_policy_table(codes)
 
+    progress.update(force=True, phase="open items")
+    working = _collect_open_lines(codes)
     progress.update(force=True, phase="our transactions")
-    _exec(
-        f"DELETE FROM {MATCH} m USING {LINE} l WHERE m.line_id = l.id "
-        f"AND l.provider_code = ANY(%s) AND m.status IN (%s, %s)",
-        [codes, LM.BREAK, LM.PENDING],
-    )
-    _create_transactions()
+    working.update(_create_transactions())
 
     progress.update(force=True, phase="pass 1: provider reference")
-    total = _pair_on_reference(codes, as_of)
+    total = _pair_on_reference(as_of)
+    working["new_lines"] = total - working["open_lines"]
+    working.update(_pair_named_by_reference())
+    working["transactions"] += working["transactions_by_reference"]
     progress.update(force=True, rows_total=total, rows_processed=0, phase="unpaired")
     _collect_unpaired()
     progress.update(force=True, phase="pass 2: amount and date")
@@ -178,8 +204,10 @@ def _match(run: ReconciliationRun, as_of: datetime, progress: Progress) -> dict:
     counts = _record_outcomes(run)
     progress.update(force=True, rows_processed=total, phase="breaks")
     pending_internal = _record_internal_breaks(run)
+    _advance_watermarks(run, started)
     summary = _summary(run, codes, total, counts, pending_internal, chargebacks)
-    _exec(f"DROP TABLE {TEMP_TABLES}")
+    summary["working_set"] = working
+    _exec(f"DROP TABLE IF EXISTS {TEMP_TABLES}")
     return summary
 
 
@@ -189,7 +217,8 @@ def create_policy_table(codes: list[str]) -> None:
     _exec(
         "CREATE TEMPORARY TABLE recon_policy (provider_code text PRIMARY KEY, "
         "tolerance numeric, match_window interval, grace interval, covered_from timestamptz, "
-        "covered_to timestamptz) ON COMMIT DROP"
+        "covered_to timestamptz, lines_through bigint NOT NULL DEFAULT 0, "
+        "open_from timestamptz) ON COMMIT DROP"
     )
     rows = [
         (code, tolerance, f"{window} hours", f"{grace} hours")
@@ -210,23 +239,49 @@ def create_policy_table(codes: list[str]) -> None:
         f"covered_from = (SELECT min(booked_at) FROM {LINE} l "
         "WHERE l.provider_code = p.provider_code), "
         f"covered_to = (SELECT max(booked_at) FROM {LINE} l "
-        "WHERE l.provider_code = p.provider_code)"
+        "WHERE l.provider_code = p.provider_code), "
+        f"lines_through = coalesce((SELECT w.lines_through FROM {WATERMARK} w "
+        "WHERE w.provider_code = p.provider_code), 0), "
+        f"open_from = (SELECT w.open_from FROM {WATERMARK} w "
+        "WHERE w.provider_code = p.provider_code)"
     )
 
 
-def our_transactions_sql() -> str:
+# Which of our transactions a query reads, per kind: a condition on the transaction's time
+# (`{at}`), id (`{id}`), provider reference (`{ref}`) or kind (`{kind}`), and on its
+# provider's `recon_policy` row (`pol`) and payment provider (`p`).
+# The first bound is one value for the whole statement (an init plan), so an index on when
+# the transaction happened can serve it; the second is each provider's own.
+SINCE_OPEN_FROM = (
+    "{at} >= (SELECT min(coalesce(open_from, covered_from - match_window, '-infinity')) "
+    "FROM recon_policy) "
+    "AND {at} >= coalesce(pol.open_from, pol.covered_from - pol.match_window, '-infinity')"
+)
+# By id or by reference, as an array the index is probed with (an index scan whatever the
+# planner guesses of a temporary table's size), never a join with every transaction.
+WANTED_BY_ID = "{id} = ANY(ARRAY(SELECT w.id FROM recon_wanted w WHERE w.kind = '{kind}'))"
+NAMED_BY_A_LINE = (
+    "{ref} = ANY(ARRAY(SELECT r.provider_reference FROM recon_refs r WHERE r.kind = '{kind}'))"
+)
+
+
+def our_transactions_sql(scope: str = SINCE_OPEN_FROM) -> str:
     """Our deposits, withdrawals, refunds and chargebacks of the providers in `recon_policy`
-    since their reports began, amounts signed as a provider reports them (money to us
-    positive). `is_completed`: the provider should report it; `is_booked`: it is in the ledger
-    (a refund is taken from the player when requested, before the provider confirms it)."""
+    that `scope` selects (see SINCE_OPEN_FROM), amounts signed as a provider reports them
+    (money to us positive). `is_completed`: the provider should report it; `is_booked`: it is
+    in the ledger (a refund is taken from the player when requested, before the provider
+    confirms it)."""
     deposit, withdrawal = Deposit._meta.db_table, Withdrawal._meta.db_table
     refund, chargeback = Refund._meta.db_table, Chargeback._meta.db_table
     provider = PaymentProvider._meta.db_table
     completed = ", ".join(f"'{s}'" for s in COMPLETED_DEPOSIT)
-    scope = (
-        "JOIN recon_policy pol ON pol.provider_code = p.code "
-        "AND {at} >= coalesce(pol.covered_from - pol.match_window, '-infinity')"
-    )
+
+    def where(kind: str, alias: str, at: str) -> str:
+        condition = scope.format(
+            at=at, id=f"{alias}.id", ref=f"{alias}.provider_reference", kind=kind
+        )
+        return f"JOIN recon_policy pol ON pol.provider_code = p.code WHERE {condition}"
+
     return (
         "SELECT 'deposit'::text AS kind, d.id, p.code AS provider_code, d.provider_reference, "
         "d.reference, coalesce(d.amount_received, d.amount) AS amount, "
@@ -234,21 +289,21 @@ def our_transactions_sql() -> str:
         f"d.status IN ({completed}) AS is_booked, "
         "d.status::text AS status, coalesce(d.completed_at, d.created_at) AS happened_at "
         f"FROM {deposit} d JOIN {provider} p ON p.id = d.provider_id "
-        + scope.format(at="coalesce(d.completed_at, d.created_at)")
+        + where("deposit", "d", "coalesce(d.completed_at, d.created_at)")
         + " UNION ALL "
         "SELECT 'withdrawal', w.id, p.code, w.provider_reference, w.reference, -w.amount, "
         f"w.currency_id, w.status = '{Withdrawal.Status.PAID}', "
         f"w.status = '{Withdrawal.Status.PAID}', w.status, "
         "coalesce(w.completed_at, w.created_at) "
         f"FROM {withdrawal} w JOIN {provider} p ON p.id = w.provider_id "
-        + scope.format(at="coalesce(w.completed_at, w.created_at)")
+        + where("withdrawal", "w", "coalesce(w.completed_at, w.created_at)")
         + " UNION ALL "
         "SELECT 'refund', r.id, p.code, r.provider_reference, r.reference, -r.amount, "
         f"d.currency_id, r.status = '{Refund.Status.SUCCEEDED}', "
         f"r.status <> '{Refund.Status.FAILED}', r.status, coalesce(r.completed_at, r.created_at) "
         f"FROM {refund} r JOIN {deposit} d ON d.id = r.deposit_id "
         f"JOIN {provider} p ON p.id = d.provider_id "
-        + scope.format(at="coalesce(r.completed_at, r.created_at)")
+        + where("refund", "r", "coalesce(r.completed_at, r.created_at)")
         + " UNION ALL "
         # A chargeback happened when the provider booked it (`occurred_at`), not when we
         # learnt of it. A held one (its deposit not credited yet) moved no money; a reversed
@@ -259,22 +314,170 @@ def our_transactions_sql() -> str:
         "coalesce(c.occurred_at, c.created_at) "
         f"FROM {chargeback} c JOIN {deposit} d ON d.id = c.deposit_id "
         f"JOIN {provider} p ON p.id = d.provider_id "
-        + scope.format(at="coalesce(c.occurred_at, c.created_at)")
+        + where("chargeback", "c", "coalesce(c.occurred_at, c.created_at)")
     )
 
 
-def _create_transactions() -> None:
-    """Our side (see `our_transactions_sql`). `is_taken`: already settled for good against
-    an earlier line; a new line that pairs with it on reference is a duplicate, and nothing
-    else may pair with it."""
+def _line_columns() -> str:
+    """A line `l` with the kind of our transaction it pairs with and the amount compared."""
+    tx_kind = " ".join(f"WHEN '{t}' THEN '{k}'" for t, k in TX_KIND.items())
+    # Named, not l.*: the same list, in the same order, for new and open lines.
+    fields = ", ".join(f"l.{field.column}" for field in SettlementLine._meta.concrete_fields)
+    return (
+        f"{fields}, "
+        f"(CASE l.record_type {tx_kind} END) AS tx_kind, "
+        # A chargeback reversal gives back what the chargeback took: compare it negated.
+        f"(CASE WHEN l.record_type = '{RT.CHARGEBACK_REVERSAL}' THEN -l.gross ELSE l.gross END)"
+        " AS line_amount"
+    )
+
+
+def _collect_open_lines(codes: list[str]) -> dict:
+    """Temporary `recon_open`: the lines read again because their outcome is still a break
+    or pending, found through the small partial index on those outcomes (whose rows are
+    deleted: the run writes them again), with the transaction each was paired with. The new
+    lines, above each provider's `lines_through`, are read by pass 1 straight from the lines
+    (a range of the primary key), not copied first."""
     _exec(
+        "CREATE TEMPORARY TABLE recon_open ON COMMIT DROP AS "
+        f"SELECT {_line_columns()}, m.internal_kind AS prior_kind, m.internal_id AS prior_id "
+        f"FROM {MATCH} m JOIN {LINE} l ON l.id = m.line_id "
+        f"WHERE m.status IN ('{LM.BREAK}', '{LM.PENDING}') AND l.provider_code = ANY(%s)",
+        [codes],
+    )
+    opened = _exec(
+        f"DELETE FROM {MATCH} m USING recon_open o WHERE m.line_id = o.id "
+        f"AND m.status IN ('{LM.BREAK}', '{LM.PENDING}')"
+    )
+    _exec("ANALYZE recon_open")
+    return {"open_lines": opened}
+
+
+def _new_lines_sql() -> str:
+    """The lines above each provider's `lines_through`: one primary-key range per provider."""
+    branches = [
+        f"SELECT {_line_columns()} FROM {LINE} l WHERE l.id > {int(through)} "
+        f"AND l.provider_code = {_literal(code)}"
+        for code, through in _fetch(
+            "SELECT provider_code, lines_through FROM recon_policy ORDER BY 1"
+        )
+    ]
+    return " UNION ALL ".join(branches)
+
+
+def _literal(value: str) -> str:
+    with connection.cursor() as cursor:
+        return cursor.mogrify("%s", [value]).decode()
+
+
+_TX_COLUMNS = (
+    "kind, id, provider_code, provider_reference, reference, amount, currency, "
+    "is_completed, is_booked, status, happened_at"
+)
+
+
+def _create_transactions() -> dict:
+    """Temporary `recon_tx`, our side of this run (see `our_transactions_sql`): our
+    transactions from each provider's `open_from`, and those the open lines were paired with
+    or that have an active `missing_at_provider` break (older ones stay in play only so).
+    Those a line names by reference come after pass 1 (`_pair_named_by_reference`).
+
+    `is_taken`: already settled for good against an earlier line (probed through the
+    outcomes' index on the transaction); a new line that pairs with it on reference is a
+    duplicate, and nothing else may pair with it. Returns how many of each."""
+    recent = _exec(
         "CREATE TEMPORARY TABLE recon_tx ON COMMIT DROP AS "
-        "SELECT t.*, taken.internal_id IS NOT NULL AS is_taken "
-        f"FROM ({our_transactions_sql()}) t LEFT JOIN (SELECT DISTINCT internal_kind, "
-        f"internal_id FROM {MATCH} WHERE internal_id IS NOT NULL) taken "
-        "ON taken.internal_kind = t.kind AND taken.internal_id = t.id"
+        f"SELECT {_TX_COLUMNS}, false AS is_taken FROM ({our_transactions_sql()}) t"
+    )
+    _exec(
+        "CREATE TEMPORARY TABLE recon_wanted ON COMMIT DROP AS "
+        "SELECT DISTINCT prior_kind AS kind, prior_id AS id FROM recon_open "
+        "WHERE prior_id IS NOT NULL AND prior_kind <> '' UNION "
+        f"SELECT internal_kind, internal_id FROM {BREAK} "
+        f"WHERE status IN ('open', 'investigating', 'awaiting_approval') "
+        f"AND break_type = '{BreakType.MISSING_AT_PROVIDER}' "
+        "AND provider_code IN (SELECT provider_code FROM recon_policy)"
+    )
+    # Those read already (a hash of the few wanted, one pass over what was read).
+    _exec("DELETE FROM recon_wanted w USING recon_tx t WHERE t.kind = w.kind AND t.id = w.id")
+    _exec("ANALYZE recon_wanted")
+    open_items = _exec(
+        f"INSERT INTO recon_tx ({_TX_COLUMNS}, is_taken) SELECT {_TX_COLUMNS}, false "
+        f"FROM ({our_transactions_sql(WANTED_BY_ID)}) t"
     )
     _exec("ANALYZE recon_tx")
+    _mark_taken("recon_tx")
+    return {
+        "transactions": recent + open_items,
+        "transactions_since_open_from": recent,
+        "transactions_open_items": open_items,
+    }
+
+
+def _mark_taken(table: str) -> None:
+    """Taken by a line settled for good (this run's open lines lost their outcomes above):
+    one index probe per transaction read, not a join with every outcome ever written."""
+    _exec("SET LOCAL enable_hashjoin = off")
+    _exec("SET LOCAL enable_mergejoin = off")
+    _exec(
+        f"UPDATE {table} t SET is_taken = true WHERE EXISTS (SELECT 1 FROM "
+        f"{MATCH} m WHERE m.internal_id = t.id AND m.internal_kind = t.kind)"
+    )
+    _exec("SET LOCAL enable_hashjoin = on")
+    _exec("SET LOCAL enable_mergejoin = on")
+
+
+def _pair_named_by_reference() -> dict:
+    """Our transactions a line left unpaired by pass 1 names by provider reference (a
+    chargeback line: its payment's deposit, for `_book_unseen_chargebacks`), that the run did
+    not read yet: a line arriving for a transaction matched long ago, or older than the
+    watermark. The few references are probed in payments' index on the reference; what is
+    found joins `recon_tx` and pairs with its lines, which are classified again."""
+    _exec(
+        "CREATE TEMPORARY TABLE recon_refs ON COMMIT DROP AS "
+        "SELECT DISTINCT tx_kind AS kind, provider_reference FROM recon_lines "
+        "WHERE tx_id IS NULL AND tx_kind IS NOT NULL AND provider_reference <> '' "
+        "UNION SELECT 'deposit', payment_reference FROM recon_lines "
+        f"WHERE tx_id IS NULL AND record_type = '{RT.CHARGEBACK}' AND payment_reference <> ''"
+    )
+    _exec("ANALYZE recon_refs")
+    _exec(
+        "CREATE TEMPORARY TABLE recon_named ON COMMIT DROP AS "
+        f"SELECT {_TX_COLUMNS}, false AS is_taken FROM ({our_transactions_sql(NAMED_BY_A_LINE)}) t"
+    )
+    _exec("DELETE FROM recon_named n USING recon_tx t WHERE t.kind = n.kind AND t.id = n.id")
+    _mark_taken("recon_named")
+    by_reference = _exec("INSERT INTO recon_tx SELECT * FROM recon_named")
+    if by_reference:
+        # Several of ours may share a reference: each line takes the first, as in pass 1.
+        _set_pair(
+            "SELECT DISTINCT ON (l.id) l.id AS line_id, t.* FROM recon_lines l "
+            "JOIN recon_named t ON t.provider_code = l.provider_code AND t.kind = l.tx_kind "
+            "AND t.provider_reference = l.provider_reference "
+            "WHERE l.tx_id IS NULL AND l.provider_reference <> '' ORDER BY l.id, t.id"
+        )
+        _exec("ANALYZE recon_tx")
+    _exec("DROP TABLE recon_refs, recon_named")
+    return {"transactions_by_reference": by_reference}
+
+
+def _advance_watermarks(run: ReconciliationRun, started: datetime) -> None:
+    """After the outcomes and breaks are written: every line read has an outcome, and every
+    completed transaction of ours that happened before `covered_to - grace - match_window`
+    is taken by a line or due (a break). The next run reads from there, and never less than
+    IN_FLIGHT_MARGIN before this run started (a transaction that completed then may not have
+    been committed yet)."""
+    _exec(
+        f"INSERT INTO {WATERMARK} (provider_code, lines_through, open_from, last_run_id, "
+        "updated_at) SELECT pol.provider_code, greatest(pol.lines_through, "
+        "(SELECT max(l.id) FROM recon_lines l WHERE l.provider_code = pol.provider_code)), "
+        "least(pol.covered_to - pol.grace - pol.match_window, %(in_flight)s), %(run)s, now() "
+        "FROM recon_policy pol "
+        "ON CONFLICT (provider_code) DO UPDATE SET lines_through = EXCLUDED.lines_through, "
+        "open_from = EXCLUDED.open_from, last_run_id = EXCLUDED.last_run_id, "
+        "updated_at = EXCLUDED.updated_at",
+        {"in_flight": started - IN_FLIGHT_MARGIN, "run": run.pk},
+    )
 
 
 def _outcome_sql(batch_net: str) -> str:
@@ -317,13 +520,16 @@ def _status_sql(row: str) -> str:
     )
 
 
-def _pair_on_reference(codes: list[str], as_of: datetime) -> int:
+def _pair_on_reference(as_of: datetime) -> int:
     """Temporary `recon_lines`: every line without a final outcome, with the transaction it
     pairs with on provider + kind + provider reference (pass 1), what classification needs
     of that transaction, and the outcome this gives. Most lines are settled by it; the steps
     after it pair or re-number a few and mark them `reclassify`. Returns the number of lines.
     """
-    tx_kind = " ".join(f"WHEN '{t}' THEN '{k}'" for t, k in TX_KIND.items())
+    open_lines = (
+        ", ".join(f"o.{field.column}" for field in SettlementLine._meta.concrete_fields)
+        + ", o.tx_kind, o.line_amount"
+    )
     # Every pass pairs a line only with a transaction of its `tx_kind`, so with `tx_id` that
     # column names the paired transaction too.
     paired = (
@@ -333,15 +539,10 @@ def _pair_on_reference(codes: list[str], as_of: datetime) -> int:
         "t.amount AS tx_amount, t.currency AS tx_currency, t.is_completed AS tx_completed, "
         "t.status AS tx_status, t.happened_at AS tx_happened_at, "
         "coalesce(t.is_taken, false) AS tx_taken, false AS is_repeat "
-        "FROM (SELECT l.*, "
-        f"(CASE l.record_type {tx_kind} END) AS tx_kind, "
-        # A chargeback reversal gives back what the chargeback took: compare it negated.
-        f"(CASE WHEN l.record_type = '{RT.CHARGEBACK_REVERSAL}' THEN -l.gross ELSE l.gross END)"
-        " AS line_amount "
-        f"FROM {LINE} l WHERE l.provider_code = ANY(%(codes)s) "
-        f"AND NOT EXISTS (SELECT 1 FROM {MATCH} m WHERE m.line_id = l.id)) l "
-        "LEFT JOIN recon_tx t ON t.provider_code = l.provider_code AND t.kind = l.tx_kind "
-        "AND t.provider_reference = l.provider_reference AND l.provider_reference <> ''"
+        f"FROM ({_new_lines_sql()} UNION ALL SELECT {open_lines} FROM recon_open o) l "
+        "LEFT JOIN recon_tx t ON t.provider_code = l.provider_code "
+        "AND t.kind = l.tx_kind AND t.provider_reference = l.provider_reference "
+        "AND l.provider_reference <> ''"
     )
 
     def create(source: str) -> int:
@@ -353,7 +554,7 @@ def _pair_on_reference(codes: list[str], as_of: datetime) -> int:
             f"(l.tx_id IS NULL OR l.record_type = '{RT.MERCHANT_PAYOUT}') AS reclassify "
             f"FROM ({source}) l JOIN recon_policy pol ON pol.provider_code = l.provider_code "
             "OFFSET 0) c",
-            {"codes": codes, "as_of": as_of},
+            {"as_of": as_of},
         )
 
     total = create(paired)
@@ -477,6 +678,8 @@ def _book_unseen_chargebacks() -> int:
     )
     if not rows:
         return 0
+    # Each chargeback below looks our side up by id.
+    _exec("CREATE INDEX IF NOT EXISTS recon_tx_id ON recon_tx (kind, id)")
     deposits = Deposit.objects.select_related("provider", "player").in_bulk(
         [deposit_id for _, deposit_id, _, _, _ in rows]
     )
@@ -602,13 +805,18 @@ def _record_internal_breaks(run: ReconciliationRun) -> int:
         params,
     )
     pending_internal = _fetch("SELECT count(*) FROM recon_unpaired WHERE NOT is_due")[0][0]
-    # Breaks of these providers this run did not see again are gone: cleared, with the
-    # audit row a transition by hand would leave. Awaiting approval stays with its approver.
+    # Breaks this run evaluated the subject of (a line it read, one of our transactions it
+    # read) and did not find again are gone: cleared, with the audit row a transition by
+    # hand would leave. A break whose subject the run did not read is left as it is: not
+    # seeing it says nothing. Awaiting approval stays with its approver.
     _exec(
         "WITH gone AS ("
-        f"SELECT id, status FROM {BREAK} WHERE status IN ('open', 'investigating') "
-        "AND last_run_id <> %(run)s AND provider_code IN (SELECT provider_code FROM recon_policy) "
-        "FOR UPDATE), cleared AS ("
+        f"SELECT b.id, b.status FROM {BREAK} b WHERE b.status IN ('open', 'investigating') "
+        "AND b.last_run_id <> %(run)s "
+        "AND b.provider_code IN (SELECT provider_code FROM recon_policy) "
+        "AND (b.line_id IN (SELECT id FROM recon_lines) OR (b.line_id IS NULL AND EXISTS ("
+        "SELECT 1 FROM recon_tx t WHERE t.kind = b.internal_kind AND t.id = b.internal_id))) "
+        "FOR UPDATE OF b), cleared AS ("
         f"UPDATE {BREAK} b SET status = 'resolved', resolution = 'cleared', closed_at = %(now)s "
         "FROM gone WHERE b.id = gone.id RETURNING b.id, gone.status AS before) "
         f"INSERT INTO {TRANSITION} (brk_id, from_status, to_status, actor_id, reason, created_at) "
