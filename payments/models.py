@@ -14,6 +14,7 @@ import django_fsm as fsm
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 
 from wallets.models import MONEY, Currency, Player
 from wallets.secret_box import EncryptedKeysJSONField, EncryptedTextField
@@ -188,7 +189,11 @@ class Deposit(fsm.FSMModelMixin, models.Model):
                 name="deposit_refunds_and_chargebacks_within_credit",
             ),
         ]
-        indexes = [models.Index(fields=["status", "created_at"])]
+        indexes = [
+            models.Index(fields=["status", "created_at"]),
+            # Reconciliation reads our transactions by when they happened (history-bounded).
+            models.Index(Coalesce("completed_at", "created_at"), name="deposit_happened_at"),
+        ]
 
     def __str__(self):
         return self.reference
@@ -362,7 +367,10 @@ class Withdrawal(fsm.FSMModelMixin, models.Model):
             ),
             models.CheckConstraint(condition=Q(amount__gt=0), name="withdrawal_amount_positive"),
         ]
-        indexes = [models.Index(fields=["status", "created_at"])]
+        indexes = [
+            models.Index(fields=["status", "created_at"]),
+            models.Index(Coalesce("completed_at", "created_at"), name="withdrawal_happened_at"),
+        ]
 
     def __str__(self):
         return self.reference
@@ -472,6 +480,9 @@ class Refund(fsm.FSMModelMixin, models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive")
         ]
+        indexes = [
+            models.Index(Coalesce("completed_at", "created_at"), name="refund_happened_at")
+        ]
 
     def __str__(self):
         return self.reference
@@ -521,6 +532,9 @@ class Chargeback(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            models.Index(Coalesce("occurred_at", "created_at"), name="chargeback_happened_at")
+        ]
         constraints = [
             # Scoped to the deposit: a dispute id is the provider's and never reaches across.
             models.UniqueConstraint(

@@ -104,12 +104,6 @@ class Command(BaseCommand):
         )
         parser.add_argument("--lines-per-day", type=int, default=200_000)
         parser.add_argument(
-            "--payments-time-index",
-            action="store_true",
-            help="Create on this (scratch) database the indexes on when a transaction happened "
-            "that docs/reconciliation.md asks payments for, to measure what they give.",
-        )
-        parser.add_argument(
             "--leave-breaks-open",
             action="store_true",
             help="Daily reports: nobody works the breaks, so open items pile up day after day.",
@@ -118,8 +112,6 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if connection.vendor != "postgresql":
             raise CommandError("The benchmark needs PostgreSQL (DATABASE_URL).")
-        if options["payments_time_index"]:
-            self._create_payments_time_indexes()
         if options["days"]:
             self._reset()
             try:
@@ -561,23 +553,6 @@ class Command(BaseCommand):
                 f"mean of the last 3 days / mean of the first 3: {tail:.1f} s / {head:.1f} s = "
                 f"{tail / head:.2f}x"
             )
-
-    def _create_payments_time_indexes(self) -> None:
-        """The indexes payments lacks (docs/reconciliation.md, known gaps), created on the
-        benchmark's own database only: payments' schema is payments' to change."""
-        deposit, withdrawal = Deposit._meta.db_table, Withdrawal._meta.db_table
-        refund, chargeback = Refund._meta.db_table, Chargeback._meta.db_table
-        with connection.cursor() as cursor:
-            for table, at in (
-                (deposit, "coalesce(completed_at, created_at)"),
-                (withdrawal, "coalesce(completed_at, created_at)"),
-                (refund, "coalesce(completed_at, created_at)"),
-                (chargeback, "coalesce(occurred_at, created_at)"),
-            ):
-                cursor.execute(
-                    f"CREATE INDEX IF NOT EXISTS bench_{table}_happened ON {table} (({at}))"
-                )
-        self.stdout.write("created the payments time indexes (scratch database only)")
 
     def _work_breaks(self) -> None:
         """Finance works the day's breaks (untimed): every open break is accepted as the
