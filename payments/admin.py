@@ -5,6 +5,7 @@ re-process a webhook) calls a service, which enforces the rules whoever calls it
 from django import forms
 from django.contrib import admin, messages
 
+from inputs.forms import AmountFormField
 from wallets.admin_kit import ActionFormMixin, ReadOnlyAdmin, ReadOnlyInline
 from wallets.secret_box import UnreadableSecret
 
@@ -41,7 +42,7 @@ class OptionalReasonForm(forms.Form):
 
 
 class RefundForm(forms.Form):
-    amount = forms.DecimalField(max_digits=28, decimal_places=8)
+    amount = AmountFormField()
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
 
 

@@ -480,9 +480,7 @@ class Refund(fsm.FSMModelMixin, models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive")
         ]
-        indexes = [
-            models.Index(Coalesce("completed_at", "created_at"), name="refund_happened_at")
-        ]
+        indexes = [models.Index(Coalesce("completed_at", "created_at"), name="refund_happened_at")]
 
     def __str__(self):
         return self.reference

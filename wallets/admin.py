@@ -11,6 +11,8 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from inputs.forms import AmountFormField
+
 from . import bonus_services, game_services, money, selectors, services
 from .admin_kit import ActionFormMixin, ReadOnlyAdmin, ReadOnlyInline
 from .errors import DomainError
@@ -44,7 +46,9 @@ class AdjustmentForm(forms.Form):
         choices=[(k, Account.Kind(k).label) for k in Account.PLAYER_KINDS],
         initial=Account.Kind.PLAYER_CASH,
     )
-    amount = forms.DecimalField(help_text="Signed: negative takes money from the player.")
+    amount = AmountFormField(
+        allow_negative=True, help_text="Signed: negative takes money from the player."
+    )
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
 
 
@@ -282,12 +286,12 @@ class BonusGrantForm(forms.Form):
     player = forms.ModelChoiceField(Player.objects.all(), widget=forms.TextInput,
                                     help_text="Player id (primary key).")  # fmt: skip
     currency = forms.ModelChoiceField(Currency.objects.all())
-    amount = forms.DecimalField(min_value=0, max_digits=20, decimal_places=8)
+    amount = AmountFormField()
     wagering_multiplier = forms.DecimalField(
         min_value=0, max_digits=6, decimal_places=2, initial=35,
         help_text="Capped by the player's jurisdiction (BONUS_WAGERING_CAPS).",
     )  # fmt: skip
-    max_bet = forms.DecimalField(min_value=0, max_digits=20, decimal_places=8, required=False)
+    max_bet = AmountFormField(required=False)
     expires_at = forms.DateTimeField(help_text="UTC, e.g. 2026-12-31 23:59")
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))
     # Generated when the form is shown: submitting the same form twice grants once.

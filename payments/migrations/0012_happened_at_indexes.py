@@ -6,28 +6,39 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('payments', '0011_keyed_instrument_fingerprints'),
-        ('wallets', '0005_schedule_bonus_expiry'),
+        ("payments", "0011_keyed_instrument_fingerprints"),
+        ("wallets", "0005_schedule_bonus_expiry"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='chargeback',
-            index=models.Index(django.db.models.functions.comparison.Coalesce('occurred_at', 'created_at'), name='chargeback_happened_at'),
+            model_name="chargeback",
+            index=models.Index(
+                django.db.models.functions.comparison.Coalesce("occurred_at", "created_at"),
+                name="chargeback_happened_at",
+            ),
         ),
         migrations.AddIndex(
-            model_name='deposit',
-            index=models.Index(django.db.models.functions.comparison.Coalesce('completed_at', 'created_at'), name='deposit_happened_at'),
+            model_name="deposit",
+            index=models.Index(
+                django.db.models.functions.comparison.Coalesce("completed_at", "created_at"),
+                name="deposit_happened_at",
+            ),
         ),
         migrations.AddIndex(
-            model_name='refund',
-            index=models.Index(django.db.models.functions.comparison.Coalesce('completed_at', 'created_at'), name='refund_happened_at'),
+            model_name="refund",
+            index=models.Index(
+                django.db.models.functions.comparison.Coalesce("completed_at", "created_at"),
+                name="refund_happened_at",
+            ),
         ),
         migrations.AddIndex(
-            model_name='withdrawal',
-            index=models.Index(django.db.models.functions.comparison.Coalesce('completed_at', 'created_at'), name='withdrawal_happened_at'),
+            model_name="withdrawal",
+            index=models.Index(
+                django.db.models.functions.comparison.Coalesce("completed_at", "created_at"),
+                name="withdrawal_happened_at",
+            ),
         ),
     ]

@@ -14,6 +14,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
+from inputs.forms import AmountFormField
 from wallets import selectors
 from wallets.client_ip import client_ip
 from wallets.errors import DomainError
@@ -29,7 +30,7 @@ class DepositForm(forms.Form):
         to_field_name="code",
     )
     currency = forms.ModelChoiceField(Currency.objects.all())
-    amount = forms.DecimalField(min_value=0, help_text="Magic amounts choose a scenario.")
+    amount = AmountFormField(help_text="Magic amounts choose a scenario.")
 
 
 def _player_returned(request, player) -> None:

@@ -152,11 +152,21 @@ def _locked_withdrawal(withdrawal: Withdrawal) -> Withdrawal:
     return Withdrawal.objects.select_for_update().select_related("provider").get(pk=withdrawal.pk)
 
 
+def _may_review(user) -> bool:
+    """Staff with the review permission (docs/roles.md): checked here as well as in the admin,
+    so no other entry point (shell, a future API) approves or rejects without it."""
+    return (
+        user is not None
+        and getattr(user, "is_staff", False)
+        and user.has_perm("payments.review_withdrawals")
+    )
+
+
 def approve_withdrawal(*, withdrawal: Withdrawal, approver, reason: str = "") -> Withdrawal:
     """One staff approval of a withdrawal in review. Four-eyes withdrawals move to approved
     only with approvals from two different staff users; the same user approving twice is
     refused here, whatever the caller (admin, API, shell)."""
-    if approver is None or not getattr(approver, "is_staff", False):
+    if not _may_review(approver):
         raise NotStaff()
     with transaction.atomic():
         locked = _locked_withdrawal(withdrawal)
@@ -195,7 +205,7 @@ def _release(withdrawal, key_suffix: str):
 
 
 def reject_withdrawal(*, withdrawal: Withdrawal, actor, reason: str) -> Withdrawal:
-    if actor is None or not getattr(actor, "is_staff", False):
+    if not _may_review(actor):
         raise NotStaff()
     if not reason.strip():
         raise MissingReason("A rejection needs a reason.")

@@ -10,7 +10,18 @@ from tests.wallets.factories import StaffFactory, fund
 from wallets.auth import issue_player_token
 from wallets.models import Account
 
-__all__ = ["StaffFactory", "fund", "make_player"]
+__all__ = ["StaffFactory", "fund", "make_player", "reviewer"]
+
+
+def reviewer():
+    """A staff user who may approve and reject withdrawals (the permission Operators hold)."""
+    from django.contrib.auth.models import Permission
+
+    user = StaffFactory()
+    user.user_permissions.add(
+        Permission.objects.get(codename="review_withdrawals", content_type__app_label="payments")
+    )
+    return type(user).objects.get(pk=user.pk)  # fresh: no cached permissions
 
 
 def player_client(player) -> APIClient:

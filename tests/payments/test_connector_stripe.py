@@ -30,6 +30,7 @@ from tests.payments.factories import (
     key,
     make_player,
     player_client,
+    reviewer,
     wait_for,
     without_minimal_play_rule,
 )
@@ -269,7 +270,7 @@ def test_a_payout_to_the_players_card_is_paid_by_the_payout_paid_event(card):
     reference = response.json()["reference"]
     withdrawal = Withdrawal.objects.get(reference=reference)
     if withdrawal.status == "in_review":
-        staff = [StaffFactory(), StaffFactory()]
+        staff = [reviewer(), reviewer()]
         for approver in staff[: withdrawal.required_approvals]:
             services.approve_withdrawal(withdrawal=withdrawal, approver=approver)
     withdrawal = wait_for(

@@ -25,6 +25,7 @@ from tests.payments.factories import (
     held,
     key,
     make_player,
+    reviewer,
     without_minimal_play_rule,
 )
 from tests.payments.scripted import install_scripted_provider, scripted_body
@@ -281,7 +282,7 @@ def big_withdrawal(providers, amount="6000.00"):
 def test_four_eyes_the_same_staff_user_cannot_approve_twice(providers):
     withdrawal = big_withdrawal(providers)
     assert (withdrawal.status, withdrawal.required_approvals) == (W.IN_REVIEW, 2)
-    first, second = StaffFactory(), StaffFactory()
+    first, second = reviewer(), reviewer()
 
     services.approve_withdrawal(withdrawal=withdrawal, approver=first, reason="docs ok")
     withdrawal.refresh_from_db()
@@ -299,21 +300,25 @@ def test_review_below_the_four_eyes_threshold_needs_one_approval(providers):
     withdrawal = big_withdrawal(providers, amount="600.00")
     assert (withdrawal.status, withdrawal.required_approvals) == (W.IN_REVIEW, 1)
     assert withdrawal.review_reasons == ["amount_over_review_threshold"]
-    services.approve_withdrawal(withdrawal=withdrawal, approver=StaffFactory())
+    services.approve_withdrawal(withdrawal=withdrawal, approver=reviewer())
     withdrawal.refresh_from_db()
     assert withdrawal.status == W.APPROVED
 
 
-def test_only_staff_may_approve(providers):
+def test_only_staff_with_the_review_permission_may_approve_or_reject(providers):
     withdrawal = big_withdrawal(providers)
-    outsider = StaffFactory(is_staff=False)
-    with pytest.raises(errors.NotStaff):
-        services.approve_withdrawal(withdrawal=withdrawal, approver=outsider)
+    for outsider in (StaffFactory(is_staff=False), StaffFactory()):
+        with pytest.raises(errors.NotStaff):
+            services.approve_withdrawal(withdrawal=withdrawal, approver=outsider)
+        with pytest.raises(errors.NotStaff):
+            services.reject_withdrawal(withdrawal=withdrawal, actor=outsider, reason="no")
+    withdrawal.refresh_from_db()
+    assert (withdrawal.status, withdrawal.approvals.count()) == ("in_review", 0)
 
 
 def test_rejecting_releases_the_hold_and_needs_a_reason(providers):
     withdrawal = big_withdrawal(providers)
-    officer = StaffFactory()
+    officer = reviewer()
     with pytest.raises(wallet_errors.MissingReason):
         services.reject_withdrawal(withdrawal=withdrawal, actor=officer, reason=" ")
     services.reject_withdrawal(withdrawal=withdrawal, actor=officer, reason="source of funds")
