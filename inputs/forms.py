@@ -16,7 +16,11 @@ class AmountFormField(forms.CharField):
     def __init__(self, *, allow_zero=False, allow_negative=False, **kwargs):
         self.allow_zero = allow_zero
         self.allow_negative = allow_negative
-        kwargs.setdefault("max_length", rules.AMOUNT_MAX_LENGTH)
+        # The length is the rule's to check (a max_length validator would run on the Decimal).
+        kwargs.setdefault(
+            "widget",
+            forms.TextInput(attrs={"maxlength": rules.AMOUNT_MAX_LENGTH, "inputmode": "decimal"}),
+        )
         kwargs["strip"] = False
         super().__init__(**kwargs)
 
