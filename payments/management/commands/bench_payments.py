@@ -107,6 +107,8 @@ class Command(BaseCommand):
             "CELERY_TASK_ALWAYS_EAGER": "false",
             # Persistent connections, as a production worker and server would run.
             "CONN_MAX_AGE": "60",
+            # Capacity is measured here, not the per-player throttle (120 calls a minute).
+            "API_THROTTLE_PLAYER": "1000000/minute",
             "PAYMENTS_PUBLIC_BASE_URL": base_url,
         }
 
