@@ -75,8 +75,15 @@ class Command(BaseCommand):
         base_url = f"http://127.0.0.1:{options['port']}"
         providers = {p.protocol: p for p in services.ensure_sandbox_providers(base_url=base_url)}
         players = self._players(options["players"])
-        self._bench_webhooks(providers["stripe"], players, options)
-        self._bench_api(players, base_url, options)
+        # The server runs for both parts: a Stripe success event makes the worker fetch the
+        # charge (who paid) from the provider, here the sandbox in this server.
+        server = self._start_server(base_url, options)
+        try:
+            self._bench_webhooks(providers["stripe"], players, options)
+            self._bench_api(players, base_url, options)
+        finally:
+            server.terminate()
+            server.wait(30)
 
     # --- setup ---------------------------------------------------------------------------------
 
@@ -267,7 +274,7 @@ class Command(BaseCommand):
 
     # --- 2. deposit API requests per second ------------------------------------------------------
 
-    def _bench_api(self, players, base_url, options):
+    def _start_server(self, base_url, options):
         log = open(Path("/tmp") / "bench-payments-server.log", "w")  # noqa: S108, SIM115
         server = subprocess.Popen(  # noqa: S603
             [
@@ -277,25 +284,24 @@ class Command(BaseCommand):
             ],
             cwd=ROOT, env=self._env(base_url), stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        try:
-            self._wait_for_server(server, base_url)
-            tokens = [issue_player_token(p) for p in players[: options["clients"]]]
+        self._wait_for_server(server, base_url)
+        return server
 
-            def deposit(http):
-                return http.post(
-                    "/api/v1/deposits",
-                    json={"method": "card", "amount": "10.01", "currency": "EUR"},
-                    headers={"Idempotency-Key": uuid.uuid4().hex},
-                )
+    def _bench_api(self, players, base_url, options):
+        tokens = [issue_player_token(p) for p in players[: options["clients"]]]
 
-            def trivial(http):
-                return http.post("/api/v1/payments/webhooks/no-such-provider", content=b"{}")
+        def deposit(http):
+            return http.post(
+                "/api/v1/deposits",
+                json={"method": "card", "amount": "10.01", "currency": "EUR"},
+                headers={"Idempotency-Key": uuid.uuid4().hex},
+            )
 
-            floor = self._load(base_url, tokens, options, trivial)
-            measured = self._load(base_url, tokens, options, deposit)
-        finally:
-            server.terminate()
-            server.wait(30)
+        def trivial(http):
+            return http.post("/api/v1/payments/webhooks/no-such-provider", content=b"{}")
+
+        floor = self._load(base_url, tokens, options, trivial)
+        measured = self._load(base_url, tokens, options, deposit)
         self._report(
             "Deposit API: POST /api/v1/deposits (compliance check, deposit row, Stripe sandbox "
             "call over HTTP, ledger credit)",
