@@ -172,6 +172,7 @@ def advance_deposit(deposit, result, *, source, webhook=None, actor=None, reason
     succeeded) is ignored: providers deliver webhooks late and out of order."""
     before = deposit.status
     now = timezone.now()
+    credited = False
     if result.provider_reference and not deposit.provider_reference:
         deposit.provider_reference = result.provider_reference
     _note_payer(deposit, result)
@@ -212,9 +213,7 @@ def advance_deposit(deposit, result, *, source, webhook=None, actor=None, reason
             return _hold_underpaid(
                 deposit, received, source=source, webhook=webhook, why="player blocked"
             )
-        deposit.save()
-        # A chargeback that overtook the success is applied now that the money is in.
-        apply_held_chargebacks(deposit)
+        credited = True
         reason = reason or (
             f"received {received} of {deposit.amount}" if received != deposit.amount else ""
         )
@@ -252,6 +251,9 @@ def advance_deposit(deposit, result, *, source, webhook=None, actor=None, reason
             )
         return False
     deposit.save()
+    if credited:
+        # A chargeback that overtook the success is applied now that the money is in.
+        apply_held_chargebacks(deposit)
     record_transition(deposit, before, source=source, webhook=webhook, actor=actor, reason=reason)
     if deposit.is_final:
         notify_deposit(deposit)
@@ -271,20 +273,13 @@ def _note_payer(deposit, result) -> None:
 def _hold_underpaid(deposit, received, *, source, webhook, why="underpaid") -> bool:
     if deposit.is_held_for_review and deposit.amount_received == received:
         return False
-    before = deposit.status
-    if before == DS.CREATED:
-        deposit.mark_pending()
-    deposit.is_held_for_review = True
     deposit.amount_received = received
-    deposit.save()
-    record_transition(
+    return _hold_for_review(
         deposit,
-        before,
         source=source,
         webhook=webhook,
         reason=f"{why}: received {received} of {deposit.amount}, held for review",
     )
-    return True
 
 
 def _hold_wrong_currency(deposit, result, *, source, webhook) -> bool:
@@ -292,14 +287,8 @@ def _hold_wrong_currency(deposit, result, *, source, webhook) -> bool:
     amount of ours describes that money, so nothing is credited; an operator refunds it."""
     if deposit.is_held_for_review:
         return False
-    before = deposit.status
-    if before == DS.CREATED:
-        deposit.mark_pending()
-    deposit.is_held_for_review = True
-    deposit.save()
-    record_transition(
+    return _hold_for_review(
         deposit,
-        before,
         source=source,
         webhook=webhook,
         reason=(
@@ -307,6 +296,16 @@ def _hold_wrong_currency(deposit, result, *, source, webhook) -> bool:
             "held for review, nothing credited"
         ),
     )
+
+
+def _hold_for_review(deposit, *, source, webhook, reason) -> bool:
+    """Keep the money out of the wallet until an operator decides; the deposit stays open."""
+    before = deposit.status
+    if before == DS.CREATED:
+        deposit.mark_pending()
+    deposit.is_held_for_review = True
+    deposit.save()
+    record_transition(deposit, before, source=source, webhook=webhook, reason=reason)
     return True
 
 

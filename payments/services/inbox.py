@@ -194,7 +194,7 @@ def _claim(event: WebhookEvent, item: ProviderEvent) -> bool:
     return True
 
 
-def _find(model, event: WebhookEvent, item: ProviderEvent, provider_filter: dict):
+def _find(model, item: ProviderEvent, provider_filter: dict):
     queryset = model.objects.select_for_update().filter(**provider_filter)
     if model is Refund and item.provider_reference:
         # The provider's id wins; our reference (echoed in a field that may not be signed)
@@ -215,11 +215,11 @@ def _find(model, event: WebhookEvent, item: ProviderEvent, provider_filter: dict
 def _apply_once(event: WebhookEvent, item: ProviderEvent) -> bool:
     provider = event.provider
     if item.subject in (DEPOSIT, DISPUTE):
-        subject = _find(Deposit, event, item, {"provider": provider})
+        subject = _find(Deposit, item, {"provider": provider})
     elif item.subject == WITHDRAWAL:
-        subject = _find(Withdrawal, event, item, {"provider": provider})
+        subject = _find(Withdrawal, item, {"provider": provider})
     elif item.subject == REFUND:
-        subject = _find(Refund, event, item, {"deposit__provider": provider})
+        subject = _find(Refund, item, {"deposit__provider": provider})
     else:
         event.last_error = f"unknown subject {item.subject!r}"
         return False
