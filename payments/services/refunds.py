@@ -126,12 +126,14 @@ def advance_refund(refund, result, *, source, webhook=None) -> bool:
             deposit, before, source=source, webhook=webhook, reason=f"refund {refund.reference}"
         )
         notify_deposit(deposit)
+        refund.save()
     else:
         refund.fail(completed_at=now)
+        # Saved before the top-up, which reads the refunds still in flight from the database.
+        refund.save()
         _refund_entry(refund, direction=1)
         # The refund no longer holds part of the deposit: a capped chargeback may now fit.
         top_up_capped_chargebacks(deposit)
-    refund.save()
     record_transition(refund, Refund.Status.PENDING, source=source, webhook=webhook)
     return True
 

@@ -344,3 +344,26 @@ def test_chargebacks_and_reversals_out_of_order_book_each_dispute_once(scripted)
     # dp_3 could take only what the refund in flight left.
     assert deposit.charged_back_amount == Decimal("12.00")
     assert ledger_problems() == []
+
+
+def test_a_chargeback_capped_by_a_refund_in_flight_takes_the_rest_when_the_refund_fails(
+    scripted,
+):
+    """Found by the property test: the top-up read the failed refund as still in flight."""
+    player = make_player()
+    deposit = services.create_deposit(
+        player=player, method_code="scripted", amount=AMOUNT, currency="EUR", idempotency_key="k"
+    )
+    deliver(scripted, deposit, ("success",), {})
+    refund = services.refund_deposit(
+        deposit=deposit, amount=Decimal("4.00"), actor=StaffFactory(), reason="asked"
+    )
+    deliver(scripted, deposit, ("chargeback", "dp_1", None), {})
+    deposit.refresh_from_db()
+    assert deposit.charged_back_amount == Decimal("16.00")  # 4.00 still on its way back
+
+    deliver(scripted, deposit, ("refund_fail", 0), {0: refund.reference})
+    deposit.refresh_from_db()
+    assert deposit.charged_back_amount == Decimal("20.00")
+    assert balance_delta(deposit, kind=Account.Kind.PLAYER_CASH, player=player) == Decimal(0)
+    assert ledger_problems() == []
